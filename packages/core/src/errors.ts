@@ -1,0 +1,88 @@
+/**
+ * Typed errors with stable codes. Codes are API: documented in docs/errors.md,
+ * never renamed; tests assert on `code`, never on message text.
+ *
+ * @example
+ * try { await verifyBundle(path, keyring); }
+ * catch (e) { if (isFerryError(e, 'BUNDLE_TRUNCATED')) retryDownload(); else throw e; }
+ */
+
+/** Every stable error code with a one-line description, the single list the docs are checked against. */
+export const ERROR_CODES = {
+  // Usage and environment
+  USAGE: 'a command was called with wrong or missing arguments',
+  INTERNAL: 'a bug in Ferry: please report it',
+  IO: 'a file could not be read or written',
+  TOOL_MISSING: 'a required external tool (mksquashfs, mkfs.erofs, ...) is not installed',
+  TOOL_FAILED: 'an external tool exited with an error',
+  // Canonical JSON and manifests
+  JSON_MALFORMED: 'input is not valid JSON',
+  JSON_NOT_CANONICAL: 'JSON that must be canonical (RFC 8785) is not',
+  MANIFEST_TOO_LARGE: 'a manifest is larger than the size limit',
+  MANIFEST_TOO_DEEP: 'a manifest nests deeper than the depth limit',
+  MANIFEST_SCHEMA: 'a manifest does not match its schema',
+  MANIFEST_FORMAT_VERSION: 'a manifest has a format version this Ferry does not know',
+  // Keys and signatures
+  KEY_INVALID: 'a key file is not an ed25519 key in PEM form',
+  KEYRING_INVALID: 'a keyring file or directory is malformed',
+  BUNDLE_UNSIGNED: 'a bundle carries no signature',
+  BUNDLE_UNKNOWN_SIGNER: 'no signature is from a key in the keyring',
+  BUNDLE_SIGNATURE_INVALID: 'a signature from a trusted key does not verify',
+  BUNDLE_SIGNATURE_THRESHOLD:
+    'fewer valid signatures from distinct trusted keys than the threshold',
+  // Bundle container
+  BUNDLE_MAGIC: 'the file is not a Ferry bundle',
+  BUNDLE_FORMAT_VERSION: 'the bundle has a format version this Ferry does not know',
+  BUNDLE_HEADER_INVALID: 'the bundle header has invalid or inconsistent fields',
+  BUNDLE_TRUNCATED: 'the bundle is shorter than its header declares',
+  BUNDLE_TRAILING_DATA: 'the bundle has bytes after its declared end',
+  BUNDLE_LAYOUT:
+    'the bundle payload table is inconsistent (overlap, gap, pointer past the payload)',
+  // Chunks and images
+  CHUNK_INDEX_INVALID: 'a chunk index is malformed',
+  CHUNK_INDEX_FORMAT_VERSION: 'a chunk index has a format version this Ferry does not know',
+  CHUNK_INDEX_MISMATCH: 'a chunk index does not match the digest the manifest signs',
+  CHUNK_HASH_MISMATCH: 'a chunk does not hash to its id',
+  CHUNK_MISSING: 'a chunk is not in the store or bundle',
+  CHUNK_CORRUPT: 'a stored chunk cannot be decompressed',
+  IMAGE_HASH_MISMATCH: 'an image does not hash to the SHA-256 the manifest signs',
+  IMAGE_SIZE_MISMATCH: 'an image does not have the size the manifest signs',
+  VERITY_MISMATCH: 'the dm-verity root hash of an image differs from the signed one',
+  // Image building
+  IMAGE_INPUT_INVALID:
+    'the input to an image build is not a directory, tarball or OCI image Ferry can read',
+  IMAGE_PATH_TRAVERSAL:
+    'an input archive holds a path that escapes the root (../, absolute, or through a symlink)',
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+/** The base of every error Ferry throws on purpose. */
+export class FerryError extends Error {
+  readonly code: ErrorCode;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'FerryError';
+    this.code = code;
+  }
+
+  /** Adds context at a boundary ("reading bundle x.fbd: ..."), keeping the code. */
+  withContext(context: string): FerryError {
+    return new FerryError(this.code, `${context}: ${this.message}`, { cause: this });
+  }
+}
+
+/** True if `e` is a FerryError, optionally with the given code. */
+export function isFerryError(e: unknown, code?: ErrorCode): e is FerryError {
+  return e instanceof FerryError && (code === undefined || e.code === code);
+}
+
+/** Rethrows a FerryError with context; wraps anything else as IO or INTERNAL. */
+export function withContext(context: string, e: unknown): FerryError {
+  if (e instanceof FerryError) return e.withContext(context);
+  const err = e as NodeJS.ErrnoException;
+  if (err && typeof err.code === 'string' && typeof err.syscall === 'string')
+    return new FerryError('IO', `${context}: ${err.message}`, { cause: e });
+  return new FerryError('INTERNAL', `${context}: ${String(err?.message ?? e)}`, { cause: e });
+}

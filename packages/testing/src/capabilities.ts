@@ -1,0 +1,58 @@
+/**
+ * Capability checks for tests. A test that needs something this machine lacks is skipped with
+ * a reason naming it; under CI (CI=true) a missing capability is an error instead, because CI
+ * provides every capability.
+ *
+ * @example
+ * it('builds a squashfs', needs('mksquashfs'), async () => { ... });
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+
+export type Capability =
+  | 'root'
+  | 'loop'
+  | 'mksquashfs'
+  | 'unsquashfs'
+  | 'mkfs.erofs'
+  | 'veritysetup'
+  | 'casync'
+  | 'mknod'
+  | 'setfattr';
+
+const cache = new Map<Capability, boolean>();
+
+function onPath(tool: string): boolean {
+  return spawnSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' }).status === 0;
+}
+
+function probe(cap: Capability): boolean {
+  switch (cap) {
+    case 'root':
+      return process.getuid?.() === 0;
+    case 'loop':
+      return process.getuid?.() === 0 && existsSync('/dev/loop-control') && onPath('losetup');
+    default:
+      return onPath(cap);
+  }
+}
+
+/** Whether this machine has `cap`. */
+export function have(cap: Capability): boolean {
+  let v = cache.get(cap);
+  if (v === undefined) {
+    v = probe(cap);
+    cache.set(cap, v);
+  }
+  return v;
+}
+
+/** Test options that skip (or, under CI, fail) when a capability is missing. */
+export function needs(...caps: Capability[]): { skip?: string } {
+  const missing = caps.filter((c) => !have(c));
+  if (missing.length === 0) return {};
+  const reason = `needs ${missing.join(', ')}`;
+  if (process.env.CI === 'true')
+    throw new Error(`CI lacks a capability the tests need: ${reason} (.ci/run must install it)`);
+  return { skip: reason };
+}

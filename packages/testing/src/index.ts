@@ -1,0 +1,1 @@
+export { have, needs, type Capability } from './capabilities.ts';
