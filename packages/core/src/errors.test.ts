@@ -28,3 +28,12 @@ describe('FerryError', () => {
     }
   });
 });
+
+describe('docs/errors.md', () => {
+  it('lists every code (regenerate with npm run docs:errors)', async () => {
+    const { readFile } = await import('node:fs/promises');
+    const doc = await readFile(new URL('../../../docs/errors.md', import.meta.url), 'utf8');
+    const { errorsReference } = await import('./errors.ts');
+    assert.equal(doc, errorsReference());
+  });
+});

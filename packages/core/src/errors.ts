@@ -24,6 +24,7 @@ export const ERROR_CODES = {
   MANIFEST_FORMAT_VERSION: 'a manifest has a format version this Ferry does not know',
   // Keys and signatures
   KEY_INVALID: 'a key file is not an ed25519 key in PEM form',
+  KEY_PERMISSIONS: 'a private key file is accessible to group or others',
   KEYRING_INVALID: 'a keyring file or directory is malformed',
   BUNDLE_UNSIGNED: 'a bundle carries no signature',
   BUNDLE_UNKNOWN_SIGNER: 'no signature is from a key in the keyring',
@@ -48,6 +49,7 @@ export const ERROR_CODES = {
   IMAGE_HASH_MISMATCH: 'an image does not hash to the SHA-256 the manifest signs',
   IMAGE_SIZE_MISMATCH: 'an image does not have the size the manifest signs',
   VERITY_MISMATCH: 'the dm-verity root hash of an image differs from the signed one',
+  VERITY_PARAMS_INVALID: 'dm-verity input is out of range (empty image, salt over 256 bytes)',
   // Image building
   IMAGE_INPUT_INVALID:
     'the input to an image build is not a directory, tarball or OCI image Ferry can read',
@@ -85,4 +87,21 @@ export function withContext(context: string, e: unknown): FerryError {
   if (err && typeof err.code === 'string' && typeof err.syscall === 'string')
     return new FerryError('IO', `${context}: ${err.message}`, { cause: e });
   return new FerryError('INTERNAL', `${context}: ${String(err?.message ?? e)}`, { cause: e });
+}
+
+/** docs/errors.md, generated from ERROR_CODES by `npm run docs:errors`. */
+export function errorsReference(): string {
+  const rows = Object.entries(ERROR_CODES).map(([code, text]) => `| \`${code}\` | ${text} |`);
+  return [
+    '# Error codes',
+    '',
+    '<!-- Generated from packages/core/src/errors.ts by `npm run docs:errors`; do not edit by hand. -->',
+    '',
+    'Every error Ferry reports on purpose carries one of these codes. Codes are API: they are never renamed or reused, so scripts and fleet tooling can key on them. The CLI prints `ferry: error[CODE]: message` on one line (with `--json`, `{"ok": false, "error": {"code", "message"}}` on stdout) and exits 1 for refused input, 2 for usage errors, 3 for I/O and external-tool failures, 70 for internal errors.',
+    '',
+    '| code | meaning |',
+    '| --- | --- |',
+    ...rows,
+    '',
+  ].join('\n');
 }

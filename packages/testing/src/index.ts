@@ -1,1 +1,2 @@
 export { have, needs, type Capability } from './capabilities.ts';
+export { imageLikeBytes, pseudoRandomBytes, tempDir } from './fixtures.ts';

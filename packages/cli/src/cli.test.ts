@@ -1,0 +1,86 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { imageLikeBytes, needs, tempDir } from '@ferry/testing';
+import { COMMANDS } from './commands.ts';
+import { cliReference } from './help.ts';
+
+const bin = join(import.meta.dirname, '..', 'bin', 'ferry');
+const repo = join(import.meta.dirname, '..', '..', '..');
+let dir: string;
+let cleanup: () => Promise<void>;
+
+function ferry(...args: string[]) {
+  const r = spawnSync(bin, args, { encoding: 'utf8', cwd: dir });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+before(async () => {
+  ({ dir, cleanup } = await tempDir('ferry-cli-'));
+});
+after(() => cleanup());
+
+describe('ferry CLI', () => {
+  describe('when asked for help', () => {
+    it('prints usage for every command and exits 0', () => {
+      for (const c of COMMANDS) {
+        const r = ferry(...c.name.split(' '), '--help');
+        assert.equal(r.status, 0, c.name);
+        assert.match(r.stdout, new RegExp(`^Usage: ferry ${c.name}`), c.name);
+      }
+      assert.match(ferry('--help').stdout, /bundle create/);
+    });
+    it('keeps docs/cli.md in step with the command table', async () => {
+      assert.equal(await readFile(join(repo, 'docs', 'cli.md'), 'utf8'), cliReference(COMMANDS), 'run npm run docs:cli');
+    });
+  });
+
+  describe('when used wrongly', () => {
+    it('prints one line with USAGE and exits 2', () => {
+      const r = ferry('bundle', 'create', '--bogus');
+      assert.equal(r.status, 2);
+      assert.match(r.stderr, /^ferry: error\[USAGE\]: .+\n$/);
+      assert.equal(ferry('frobnicate').status, 2);
+    });
+  });
+
+  describe('when creating and checking a bundle', () => {
+    it('generates keys, creates, shows and verifies, refusing a wrong keyring in one line', async () => {
+      await writeFile(join(dir, 'rootfs.img'), imageLikeBytes(600_000, 3));
+      const k = ferry('key', 'generate', '--json', 'keys/a');
+      assert.equal(k.status, 0, k.stderr);
+      const keyId = (JSON.parse(k.stdout) as { keyId: string }).keyId;
+      assert.match(keyId, /^[0-9a-f]{64}$/);
+      assert.equal(ferry('key', 'generate', 'keys/a').status, 1, 'refuses to overwrite a key');
+      const c = ferry('bundle', 'create', '--image', 'rootfs=rootfs.img', '--compatible', 'board-x', '--version', '2.0.0', '--release-counter', '5', '--key', 'keys/a.key', '--out', 'r.fbd', '--json');
+      assert.equal(c.status, 0, c.stderr);
+      const info = JSON.parse(ferry('bundle', 'info', '--json', 'r.fbd').stdout) as { manifest: { compatible: string; releaseCounter: number }; signatures: string[] };
+      assert.equal(info.manifest.compatible, 'board-x');
+      assert.equal(info.manifest.releaseCounter, 5);
+      assert.deepEqual(info.signatures, [keyId]);
+      const v = ferry('bundle', 'verify', '--keyring', 'keys/a.pub', 'r.fbd');
+      assert.equal(v.status, 0, v.stderr);
+      assert.match(v.stdout, /^verified /);
+      await mkdir(join(dir, 'other'));
+      ferry('key', 'generate', 'other/b');
+      const bad = ferry('bundle', 'verify', '--keyring', 'other/b.pub', 'r.fbd');
+      assert.equal(bad.status, 1);
+      assert.match(bad.stderr, /^ferry: error\[BUNDLE_UNKNOWN_SIGNER\]: [^\n]+\n$/);
+      const badJson = ferry('bundle', 'verify', '--json', '--keyring', 'other/b.pub', 'r.fbd');
+      assert.equal((JSON.parse(badJson.stdout) as { error: { code: string } }).error.code, 'BUNDLE_UNKNOWN_SIGNER');
+    });
+  });
+
+  describe('when building an image', () => {
+    it('builds a squashfs from a directory', needs('mksquashfs'), async () => {
+      await mkdir(join(dir, 'tree/etc'), { recursive: true });
+      await writeFile(join(dir, 'tree/etc/hostname'), 'demo\n');
+      const r = ferry('image', 'build', '--from', 'tree', '--format', 'squashfs', '--out', 'tree.sqfs', '--json');
+      assert.equal(r.status, 0, r.stderr);
+      const head = await readFile(join(dir, 'tree.sqfs'));
+      assert.equal(head.toString('latin1', 0, 4), 'hsqs');
+    });
+  });
+});

@@ -1,0 +1,134 @@
+/**
+ * Random-access byte sources a bundle is read from: a local file, or a URL read with HTTP range
+ * requests (so a device can fetch only the chunks it lacks from a bundle on a plain web server).
+ */
+import { open, type FileHandle } from 'node:fs/promises';
+import { FerryError } from './errors.ts';
+
+export interface ByteSource {
+  /** A name for messages (path or URL). */
+  readonly name: string;
+  size(): Promise<number>;
+  /** Reads exactly `length` bytes at `offset`; BUNDLE_TRUNCATED if the source ends first. */
+  read(offset: number, length: number): Promise<Buffer>;
+  close(): Promise<void>;
+  /** Bytes read so far (for measuring how much of a bundle a device pulled). */
+  readonly bytesRead: number;
+}
+
+/** A bundle file on local storage. */
+export class FileSource implements ByteSource {
+  readonly name: string;
+  bytesRead = 0;
+  #handle: FileHandle | undefined;
+
+  constructor(path: string) {
+    this.name = path;
+  }
+
+  async #fh(): Promise<FileHandle> {
+    this.#handle ??= await open(this.name, 'r');
+    return this.#handle;
+  }
+
+  async size(): Promise<number> {
+    return (await (await this.#fh()).stat()).size;
+  }
+
+  async read(offset: number, length: number): Promise<Buffer> {
+    const buf = Buffer.allocUnsafe(length);
+    const fh = await this.#fh();
+    let done = 0;
+    while (done < length) {
+      const { bytesRead } = await fh.read(buf, done, length - done, offset + done);
+      if (bytesRead === 0)
+        throw new FerryError('BUNDLE_TRUNCATED', `${this.name} ends at ${offset + done}, ${length - done} bytes short`);
+      done += bytesRead;
+    }
+    this.bytesRead += length;
+    return buf;
+  }
+
+  async close(): Promise<void> {
+    await this.#handle?.close();
+    this.#handle = undefined;
+  }
+}
+
+export interface HttpSourceOptions {
+  /** Per-request timeout in milliseconds (slow-retrieval guard). Default 30 s. */
+  timeoutMs?: number;
+  headers?: Record<string, string>;
+}
+
+/**
+ * A bundle on a web server that honours `Range` (nginx, S3-style buckets, CDNs). Each read is
+ * one `Range: bytes=a-b` request; the response must be 206 with the exact length asked for, so a
+ * server streaming past the requested range cannot make us read more (endless-data guard).
+ */
+export class HttpRangeSource implements ByteSource {
+  readonly name: string;
+  bytesRead = 0;
+  requests = 0;
+  #size: number | undefined;
+  readonly #opts: HttpSourceOptions;
+
+  constructor(url: string, opts: HttpSourceOptions = {}) {
+    this.name = url;
+    this.#opts = opts;
+  }
+
+  async #get(range: string): Promise<Response> {
+    this.requests++;
+    const res = await fetch(this.name, {
+      headers: { ...this.#opts.headers, range },
+      signal: AbortSignal.timeout(this.#opts.timeoutMs ?? 30_000),
+    }).catch((e: unknown) => {
+      throw new FerryError('IO', `fetching ${this.name}: ${(e as Error).message}`, { cause: e });
+    });
+    if (res.status !== 206) {
+      await res.body?.cancel();
+      throw new FerryError('IO', `${this.name}: expected 206 Partial Content for ${range}, got ${res.status}`);
+    }
+    return res;
+  }
+
+  async size(): Promise<number> {
+    if (this.#size === undefined) {
+      const res = await this.#get('bytes=0-0');
+      await res.body?.cancel();
+      const m = /\/(\d+)$/.exec(res.headers.get('content-range') ?? '');
+      if (!m?.[1]) throw new FerryError('IO', `${this.name}: no total size in Content-Range`);
+      this.#size = Number(m[1]);
+    }
+    return this.#size;
+  }
+
+  async read(offset: number, length: number): Promise<Buffer> {
+    const total = await this.size();
+    if (offset + length > total)
+      throw new FerryError('BUNDLE_TRUNCATED', `${this.name} is ${total} bytes, read to ${offset + length} asked`);
+    const res = await this.#get(`bytes=${offset}-${offset + length - 1}`);
+    const buf = Buffer.allocUnsafe(length);
+    let done = 0;
+    for await (const part of res.body ?? []) {
+      const bytes = part as Uint8Array;
+      if (done + bytes.length > length) {
+        await res.body?.cancel();
+        throw new FerryError('IO', `${this.name}: server sent more than the ${length} bytes asked for`);
+      }
+      buf.set(bytes, done);
+      done += bytes.length;
+    }
+    if (done !== length) throw new FerryError('BUNDLE_TRUNCATED', `${this.name}: got ${done} of ${length} bytes`);
+    this.bytesRead += length;
+    return buf;
+  }
+
+  async close(): Promise<void> {}
+}
+
+/** A FileSource for paths, an HttpRangeSource for http(s) URLs. */
+export function openSource(pathOrUrl: string, opts?: HttpSourceOptions): ByteSource {
+  return /^https?:\/\//.test(pathOrUrl) ? new HttpRangeSource(pathOrUrl, opts) : new FileSource(pathOrUrl);
+}

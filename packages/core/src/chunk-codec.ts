@@ -1,0 +1,122 @@
+/**
+ * Chunk compression, shared by the chunk store and by bundles: one compressed chunk is exactly one
+ * zstd frame (no dictionary, no skippable frames, nothing after it), and a chunk's id is the
+ * SHA-256 of its uncompressed bytes (docs/formats/chunk-store.md).
+ */
+import { createHash } from 'node:crypto';
+import { constants, zstdCompress, zstdCompressSync, zstdDecompressSync } from 'node:zlib';
+import { promisify } from 'node:util';
+import { FerryError } from './errors.ts';
+
+/** The zstd level Ferry compresses chunks with unless told otherwise. */
+export const DEFAULT_CHUNK_ZSTD_LEVEL = 3;
+
+const ZSTD_MAGIC = 0xfd2fb528;
+const zstdCompressAsync = promisify(zstdCompress);
+
+/**
+ * Lowercase hex SHA-256 of `data`: the id of a chunk.
+ *
+ * @example
+ * chunkId(Buffer.from('abc')); // 'ba7816bf...'
+ */
+export function chunkId(data: Uint8Array): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+function zstdOptions(level: number) {
+  if (!Number.isInteger(level) || level < 1 || level > 22)
+    throw new FerryError('USAGE', `zstd level must be an integer in 1..22, got ${level}`);
+  // Single-threaded, content size in the header, no checksum (the sha256 id covers it): the
+  // same input and level always give the same frame with the same zstd.
+  return {
+    params: {
+      [constants.ZSTD_c_compressionLevel]: level,
+      [constants.ZSTD_c_contentSizeFlag]: 1,
+      [constants.ZSTD_c_checksumFlag]: 0,
+    },
+  };
+}
+
+/**
+ * Compresses one chunk into one zstd frame (default level 3). Deterministic for a given zstd.
+ *
+ * @example
+ * const frame = compressChunk(chunk.data);
+ */
+export function compressChunk(data: Uint8Array, level = DEFAULT_CHUNK_ZSTD_LEVEL): Buffer {
+  return zstdCompressSync(data, zstdOptions(level));
+}
+
+/** Like `compressChunk`, off the main thread (libuv pool), so callers can overlap chunking. */
+export async function compressChunkAsync(
+  data: Uint8Array,
+  level = DEFAULT_CHUNK_ZSTD_LEVEL,
+): Promise<Buffer> {
+  return zstdCompressAsync(data, zstdOptions(level));
+}
+
+/**
+ * Walks the zstd frame structure (RFC 8878 section 3.1.1) without decompressing. Returns the
+ * declared content size, or -1 if the header does not declare one. Throws CHUNK_CORRUPT unless
+ * `buf` is exactly one zstd frame with no dictionary and nothing after it: that rule keeps one
+ * chunk's compressed form free of smuggled bytes.
+ */
+export function inspectZstdFrame(buf: Uint8Array): number {
+  const corrupt = (why: string): never => {
+    throw new FerryError('CHUNK_CORRUPT', `not a single zstd frame: ${why}`);
+  };
+  const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  if (buf.length < 6 || view.getUint32(0, true) !== ZSTD_MAGIC) corrupt('bad magic');
+  const fhd = buf[4]!;
+  const fcsFlag = fhd >> 6;
+  const singleSegment = (fhd >> 5) & 1;
+  if (fhd & 0x08) corrupt('reserved header bit set');
+  if (fhd & 0x03) corrupt('dictionary frames are not allowed');
+  const fcsBytes = [singleSegment, 2, 4, 8][fcsFlag]!;
+  let pos = 5 + (singleSegment ? 0 : 1);
+  if (pos + fcsBytes > buf.length) corrupt('truncated header');
+  let contentSize = -1;
+  if (fcsBytes === 1) contentSize = buf[pos]!;
+  else if (fcsBytes === 2) contentSize = view.getUint16(pos, true) + 256;
+  else if (fcsBytes === 4) contentSize = view.getUint32(pos, true);
+  else if (fcsBytes === 8) contentSize = Number(view.getBigUint64(pos, true));
+  pos += fcsBytes;
+  for (;;) {
+    if (pos + 3 > buf.length) corrupt('truncated block header');
+    const bh = buf[pos]! | (buf[pos + 1]! << 8) | (buf[pos + 2]! << 16);
+    const type = (bh >> 1) & 3;
+    if (type === 3) corrupt('reserved block type');
+    pos += 3 + (type === 1 ? 1 : bh >>> 3);
+    if (bh & 1) break;
+  }
+  if (fhd & 0x04) pos += 4;
+  if (pos !== buf.length) corrupt(pos > buf.length ? 'truncated' : 'bytes after the frame');
+  return contentSize;
+}
+
+/**
+ * Decompresses one chunk with a hard output cap and verifies it. Throws CHUNK_CORRUPT if the input
+ * is not a single zstd frame or would decompress to more than `maxSize` bytes (decompression bomb),
+ * CHUNK_HASH_MISMATCH if the output does not hash to `id`.
+ *
+ * @example
+ * const data = decompressChunk(entry.id, frame, index.params.maxSize);
+ */
+export function decompressChunk(id: string, compressed: Uint8Array, maxSize: number): Buffer {
+  const declared = inspectZstdFrame(compressed);
+  // Attack stopped: a frame declaring (or producing) gigabytes from a few bytes.
+  if (declared > maxSize)
+    throw new FerryError('CHUNK_CORRUPT', `chunk ${id} declares ${declared} bytes > ${maxSize}`);
+  let data: Buffer;
+  try {
+    data = zstdDecompressSync(compressed, { maxOutputLength: Math.max(1, maxSize) });
+  } catch (e) {
+    throw new FerryError('CHUNK_CORRUPT', `chunk ${id} does not decompress`, { cause: e });
+  }
+  if (data.length > maxSize || (declared >= 0 && data.length !== declared))
+    throw new FerryError('CHUNK_CORRUPT', `chunk ${id} decompresses to ${data.length} bytes`);
+  const actual = chunkId(data);
+  if (actual !== id) throw new FerryError('CHUNK_HASH_MISMATCH', `chunk ${id} hashes to ${actual}`);
+  return data;
+}
