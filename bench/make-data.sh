@@ -30,7 +30,7 @@ export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1704067200} # 2024-01-01T00:00:00Z
 # v2 = v1 + these 20 packages (a typical small device: networking, TLS, shell tools, python).
 V2_EXTRA="ca-certificates curl file gnupg iproute2 iputils-ping jq kmod less lsof netbase
 openssh-client procps psmisc python3-minimal rsync vim-tiny wget xz-utils zstd"
-# The 1 GiB image = v2 + a kernel, a toolchain, full python/perl, locales, git and systemd.
+# The 1 GiB image = v2 + these (no recommends): a kernel, a toolchain, full python/perl, locales, git and systemd.
 BIG_EXTRA="linux-image-amd64 build-essential gdb git python3 python3-numpy perl locales-all
 systemd systemd-sysv udev dbus man-db manpages manpages-dev vim nftables"
 # v3 = v1 with the first of these that the -security/-updates suites upgrade; else emulated.
@@ -136,7 +136,15 @@ bootstrap() { # bootstrap DIR [PACKAGES...]
 
 make_v1() { bootstrap "$1"; }
 make_v2() { bootstrap "$1" $V2_EXTRA; }
-make_big() { bootstrap "$1" $V2_EXTRA $BIG_EXTRA; }
+# apt inside a copy of v2, not debootstrap --include: debootstrap's resolver cannot pick a
+# provider for a virtual package (gdb's libboost-regex1.74.0-icu72).
+make_big() {
+  cp -a "$OUT/rootfs-v2" "$1"
+  # shellcheck disable=SC2086 # word splitting of the package list is intended
+  in_root "$1" sh -c 'apt-get -qq update && apt-get -qq -y --no-install-recommends install "$@" &&
+    apt-get clean && rm -rf /var/lib/apt/lists/*' sh $BIG_EXTRA >"$OUT/.big.log" 2>&1 ||
+    { tail -n 20 "$OUT/.big.log" >&2; die "installing the big package set failed"; }
+}
 
 # Emulated upgrade when no suite offers one: tzdata rebuilt as a new version, with one zone
 # source line changed, built and installed by dpkg inside the chroot.
@@ -196,7 +204,7 @@ build rootfs-v1 "$R minbase" make_v1
 build rootfs-v2 "$R minbase +$(echo $V2_EXTRA)" make_v2
 build rootfs-v3 "$(stamp_of rootfs-v1) upgrade($UPGRADE_PREFERENCE)${FERRY_BENCH_EMULATE_UPGRADE:+ emulated}" \
   make_v3
-build rootfs-big "$R minbase +$(echo $V2_EXTRA $BIG_EXTRA)" make_big
+build rootfs-big "$(stamp_of rootfs-v2) +$(echo $BIG_EXTRA)" make_big
 build image-1g.ext4 "$(stamp_of rootfs-big) ext4 $IMAGE_UUID $SOURCE_DATE_EPOCH" make_image
 
 printf '\n%-16s %10s %10s %12s\n' artefact size files built

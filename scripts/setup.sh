@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 # Tools Ferry drives or compares against. Keep this list in step with docs/architecture.md.
 PACKAGES=(
   squashfs-tools erofs-utils cryptsetup-bin zstd attr fdisk util-linux e2fsprogs
-  casync debootstrap xz-utils
+  casync debootstrap xz-utils nginx-light
 )
 
 need=()

@@ -111,15 +111,18 @@ export class HttpRangeSource implements ByteSource {
     const res = await this.#get(`bytes=${offset}-${offset + length - 1}`);
     const buf = Buffer.allocUnsafe(length);
     let done = 0;
+    let overrun = false;
+    // Leaving the loop early cancels the body: a server streaming past the range is cut off.
     for await (const part of res.body ?? []) {
       const bytes = part as Uint8Array;
       if (done + bytes.length > length) {
-        await res.body?.cancel();
-        throw new FerryError('IO', `${this.name}: server sent more than the ${length} bytes asked for`);
+        overrun = true;
+        break;
       }
       buf.set(bytes, done);
       done += bytes.length;
     }
+    if (overrun) throw new FerryError('IO', `${this.name}: server sent more than the ${length} bytes asked for`);
     if (done !== length) throw new FerryError('BUNDLE_TRUNCATED', `${this.name}: got ${done} of ${length} bytes`);
     this.bytesRead += length;
     return buf;

@@ -6,6 +6,16 @@ import { imageLikeBytes, tempDir } from '@ferry/testing';
 import { BUNDLE_HEADER_SIZE, decodeHeader, encodeHeader, payloadOffsetFor } from './bundle-format.ts';
 import { openBundle, verifyBundle } from './bundle-reader.ts';
 import { FileSource } from './bundle-source.ts';
+
+/** Runs fn on a FileSource for path and closes it. */
+async function onFile<T>(path: string, fn: (s: FileSource) => Promise<T>): Promise<T> {
+  const s = new FileSource(path);
+  try {
+    return await fn(s);
+  } finally {
+    await s.close();
+  }
+}
 import { createBundle, type CreateBundleOptions } from './bundle-writer.ts';
 import { canonicalBytes } from './canonical-json.ts';
 import { isFerryError, type ErrorCode } from './errors.ts';
@@ -101,7 +111,7 @@ after(() => cleanup());
 describe('bundle', () => {
   describe('when created and verified', () => {
     it('verifies with the signing key and reports the image', async () => {
-      const r = await verifyBundle(new FileSource(bundle), ring1);
+      const r = await onFile(bundle, (s) => verifyBundle(s, ring1));
       assert.deepEqual(r.keyIds, [keys[0]!.keyId]);
       assert.equal(r.images.length, 1);
       assert.equal(r.images[0]!.size, 1536 * 1024 + 100);
@@ -113,19 +123,20 @@ describe('bundle', () => {
       assert.ok((await readFile(again)).equals(bytes));
     });
     it('stores a repeated region once', async () => {
-      const b = await openBundle(new FileSource(bundle));
+      const b = await onFile(bundle, (s) => openBundle(s));
       const chunks = b.images.get('rootfs')!.index.chunks.length;
       assert.ok(b.payload.size < chunks, `${b.payload.size} distinct of ${chunks}`);
     });
     it('keeps two images that share chunks apart', async () => {
       const out = join(dir, 'two.fbd');
       await createBundle(opts({ out, images: [{ name: 'rootfs', path: image }, { name: 'app', path: image }] }));
-      const r = await verifyBundle(new FileSource(out), ring1);
+      const r = await onFile(out, (s) => verifyBundle(s, ring1));
       assert.deepEqual(r.images.map((i) => i.name), ['app', 'rootfs']);
     });
     it('reads the manifest without reading the payload', async () => {
       const src = new FileSource(bundle);
       const b = await openBundle(src);
+      await src.close();
       assert.equal(b.manifest.version, '1.0.0');
       assert.ok(src.bytesRead <= b.header.payloadOffset, `${src.bytesRead} bytes read`);
     });

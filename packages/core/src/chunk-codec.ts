@@ -24,17 +24,19 @@ export function chunkId(data: Uint8Array): string {
   return createHash('sha256').update(data).digest('hex');
 }
 
-function zstdOptions(level: number) {
+function zstdOptions(level: number, size: number) {
   if (!Number.isInteger(level) || level < 1 || level > 22)
     throw new FerryError('USAGE', `zstd level must be an integer in 1..22, got ${level}`);
-  // Single-threaded, content size in the header, no checksum (the sha256 id covers it): the
-  // same input and level always give the same frame with the same zstd.
+  // Single-threaded, no checksum (the sha256 id covers it), and the size pledged up front: without
+  // it the async path streams, omits the content size and picks other parameters, so sync and
+  // async output would differ (measured in Node 24). With it, same input + level = same frame.
   return {
     params: {
       [constants.ZSTD_c_compressionLevel]: level,
       [constants.ZSTD_c_contentSizeFlag]: 1,
       [constants.ZSTD_c_checksumFlag]: 0,
     },
+    pledgedSrcSize: size,
   };
 }
 
@@ -45,15 +47,15 @@ function zstdOptions(level: number) {
  * const frame = compressChunk(chunk.data);
  */
 export function compressChunk(data: Uint8Array, level = DEFAULT_CHUNK_ZSTD_LEVEL): Buffer {
-  return zstdCompressSync(data, zstdOptions(level));
+  return zstdCompressSync(data, zstdOptions(level, data.length));
 }
 
-/** Like `compressChunk`, off the main thread (libuv pool), so callers can overlap chunking. */
+/** Like `compressChunk` (byte-identical output), but on the libuv pool so callers can overlap work. */
 export async function compressChunkAsync(
   data: Uint8Array,
   level = DEFAULT_CHUNK_ZSTD_LEVEL,
 ): Promise<Buffer> {
-  return zstdCompressAsync(data, zstdOptions(level));
+  return zstdCompressAsync(data, zstdOptions(level, data.length));
 }
 
 /**

@@ -5,7 +5,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { constants, zstdCompressSync } from 'node:zlib';
 import { ChunkStore } from './chunk-store.ts';
-import { chunkId, compressChunk, decompressChunk } from './chunk-codec.ts';
+import {
+  chunkId,
+  compressChunk,
+  compressChunkAsync,
+  decompressChunk,
+  inspectZstdFrame,
+} from './chunk-codec.ts';
 import { isFerryError, type ErrorCode } from './errors.ts';
 
 async function toArray<T>(it: AsyncIterable<T>): Promise<T[]> {
@@ -23,6 +29,11 @@ describe('chunk codec', () => {
   describe('when a chunk round-trips', () => {
     it('decompresses to the same bytes', () => {
       assert.ok(decompressChunk(id, compressChunk(data), data.length).equals(data));
+    });
+    it('gives the same frame, declaring its size, sync and async', async () => {
+      const frame = compressChunk(data);
+      assert.ok(frame.equals(await compressChunkAsync(data)));
+      assert.equal(inspectZstdFrame(frame), data.length);
     });
     it('compresses deterministically', () => {
       assert.ok(compressChunk(data).equals(compressChunk(Buffer.from(data))));

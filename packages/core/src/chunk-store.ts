@@ -84,7 +84,8 @@ export class ChunkStore {
 
   /**
    * Stores `data` as chunk `id`. Throws CHUNK_HASH_MISMATCH if `data` does not hash to `id`.
-   * A no-op (`written: false`) if the chunk is already present.
+   * A no-op (`written: false`) if the chunk is already present. Two puts of one id racing each
+   * other may both report `written: true`; the store still ends with one intact file.
    */
   async put(id: string, data: Uint8Array): Promise<{ written: boolean; compressedSize: number }> {
     const path = this.pathOf(id);

@@ -18,7 +18,8 @@ export type Capability =
   | 'veritysetup'
   | 'casync'
   | 'mknod'
-  | 'setfattr';
+  | 'setfattr'
+  | 'nginx';
 
 const cache = new Map<Capability, boolean>();
 

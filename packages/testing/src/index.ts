@@ -1,2 +1,3 @@
 export { have, needs, type Capability } from './capabilities.ts';
 export { imageLikeBytes, pseudoRandomBytes, tempDir } from './fixtures.ts';
+export { startNginx, type Nginx } from './nginx.ts';
