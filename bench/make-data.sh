@@ -28,11 +28,11 @@ SUITE=bookworm
 RECIPE_VERSION=1
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1704067200} # 2024-01-01T00:00:00Z
 # v2 = v1 + these 20 packages (a typical small device: networking, TLS, shell tools, python).
-V2_EXTRA="ca-certificates curl file gnupg iproute2 iputils-ping jq kmod less lsof netbase
-openssh-client procps psmisc python3-minimal rsync vim-tiny wget xz-utils zstd"
+V2_EXTRA=(ca-certificates curl file gnupg iproute2 iputils-ping jq kmod less lsof netbase
+  openssh-client procps psmisc python3-minimal rsync vim-tiny wget xz-utils zstd)
 # The 1 GiB image = v2 + these (no recommends): a kernel, a toolchain, full python/perl, locales, git and systemd.
-BIG_EXTRA="linux-image-amd64 build-essential gdb git python3 python3-numpy perl locales-all
-systemd systemd-sysv udev dbus man-db manpages manpages-dev vim nftables"
+BIG_EXTRA=(linux-image-amd64 build-essential gdb git python3 python3-numpy perl locales-all
+  systemd systemd-sysv udev dbus man-db manpages manpages-dev vim nftables)
 # v3 = v1 with the first of these that the -security/-updates suites upgrade; else emulated.
 UPGRADE_PREFERENCE="tzdata perl-base apt libc6 util-linux"
 IMAGE_UUID=6f9b2c1e-5a3d-4e8f-9c0b-1d2e3f405162
@@ -89,11 +89,10 @@ in_root() {
 
 # Deletes a path that may hold a half-built rootfs, never crossing into a leftover mount.
 remove() {
-  local p=$1 m
+  local p=$1
   [ -e "$p" ] || return 0
-  for m in $(awk -v p="$p/" 'index($5 "/", p) == 1 { print $5 }' /proc/self/mountinfo | sort -r); do
-    umount -l "$m" || true
-  done
+  awk -v p="$p/" 'index($5 "/", p) == 1 { print $5 }' /proc/self/mountinfo | sort -r |
+    while read -r m; do umount -l "$m" || true; done
   rm -rf --one-file-system "$p"
 }
 
@@ -127,7 +126,7 @@ bootstrap() { # bootstrap DIR [PACKAGES...]
   local dir=$1
   shift
   local include=()
-  [ $# -eq 0 ] || include=("--include=$(echo "$@" | tr ' \n' ',,' | sed 's/,,*/,/g; s/,$//')")
+  [ $# -eq 0 ] || include=("--include=$(IFS=,; echo "$*")")
   debootstrap --variant=minbase --cache-dir="$CACHE" "${include[@]}" "$SUITE" "$dir" "$MIRROR" \
     >"$OUT/.debootstrap.log" 2>&1 || { tail -n 20 "$OUT/.debootstrap.log" >&2; die "debootstrap failed"; }
   # Device images ship without apt's caches and package lists.
@@ -135,19 +134,18 @@ bootstrap() { # bootstrap DIR [PACKAGES...]
 }
 
 make_v1() { bootstrap "$1"; }
-make_v2() { bootstrap "$1" $V2_EXTRA; }
+make_v2() { bootstrap "$1" "${V2_EXTRA[@]}"; }
 # apt inside a copy of v2, not debootstrap --include: debootstrap's resolver cannot pick a
 # provider for a virtual package (gdb's libboost-regex1.74.0-icu72).
 make_big() {
   cp -a "$OUT/rootfs-v2" "$1"
-  # shellcheck disable=SC2086 # word splitting of the package list is intended
   in_root "$1" sh -c 'apt-get -qq update && apt-get -qq -y --no-install-recommends install "$@" &&
-    apt-get clean && rm -rf /var/lib/apt/lists/*' sh $BIG_EXTRA >"$OUT/.big.log" 2>&1 ||
+    apt-get clean && rm -rf /var/lib/apt/lists/*' sh "${BIG_EXTRA[@]}" >"$OUT/.big.log" 2>&1 ||
     { tail -n 20 "$OUT/.big.log" >&2; die "installing the big package set failed"; }
 }
 
-# Emulated upgrade when no suite offers one: tzdata rebuilt as a new version, with one zone
-# source line changed, built and installed by dpkg inside the chroot.
+# Emulated upgrade when no suite offers one: the newest tzdata apt can download, rebuilt as a
+# new version with one zone source line changed, built and installed by dpkg inside the chroot.
 EMULATE_UPGRADE='set -e; cd /tmp; apt-get -qq update || true; apt-get download tzdata
   dpkg-deb -R tzdata_*.deb pkg
   sed -i "s/^Version: .*/&+ferrybench1/" pkg/DEBIAN/control
@@ -191,9 +189,10 @@ make_v3() {
 make_image() {
   local img=$1 kib bytes
   kib=$(du -sk --one-file-system "$OUT/rootfs-big" | cut -f1)
-  # Room for metadata and journal; rounded up to 64 MiB; never under 1 GiB.
-  bytes=$(((kib * 1024 * 5 / 4 + 256 * 1024 * 1024) / (64 << 20) * (64 << 20)))
+  # 15 % + 128 MiB for metadata and journal, rounded down to 64 MiB; never under 1 GiB.
+  bytes=$(((kib * 1024 * 23 / 20 + (128 << 20)) / (64 << 20) * (64 << 20)))
   [ "$bytes" -ge "$IMAGE_MIN_BYTES" ] || bytes=$IMAGE_MIN_BYTES
+  : >"$img"
   E2FSPROGS_FAKE_TIME=$SOURCE_DATE_EPOCH mke2fs -q -F -t ext4 -b 4096 -m 0 -L ferry-bench \
     -U "$IMAGE_UUID" -E "root_owner=0:0,hash_seed=$IMAGE_UUID,lazy_itable_init=0" \
     -d "$OUT/rootfs-big" "$img" "$((bytes / 1024))k"
@@ -201,11 +200,11 @@ make_image() {
 
 R="v$RECIPE_VERSION $SUITE"
 build rootfs-v1 "$R minbase" make_v1
-build rootfs-v2 "$R minbase +$(echo $V2_EXTRA)" make_v2
+build rootfs-v2 "$R minbase +${V2_EXTRA[*]}" make_v2
 build rootfs-v3 "$(stamp_of rootfs-v1) upgrade($UPGRADE_PREFERENCE)${FERRY_BENCH_EMULATE_UPGRADE:+ emulated}" \
   make_v3
-build rootfs-big "$(stamp_of rootfs-v2) +$(echo $BIG_EXTRA)" make_big
-build image-1g.ext4 "$(stamp_of rootfs-big) ext4 $IMAGE_UUID $SOURCE_DATE_EPOCH" make_image
+build rootfs-big "$(stamp_of rootfs-v2) +${BIG_EXTRA[*]}" make_big
+build image-1g.ext4 "$(stamp_of rootfs-big) ext4/2 $IMAGE_UUID $SOURCE_DATE_EPOCH" make_image
 
 printf '\n%-16s %10s %10s %12s\n' artefact size files built
 for row in "${REPORT[@]}"; do

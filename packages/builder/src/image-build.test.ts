@@ -22,6 +22,7 @@ import {
   mountedListing,
   squashfsCat,
   squashfsListing,
+  UTC,
 } from './fixtures/inspect.ts';
 import { makeDockerArchive, MERGED, writeOciLayout } from './fixtures/oci-fixture.ts';
 import { SAMPLE_ROOTFS } from './fixtures/sample-rootfs.ts';
@@ -71,6 +72,8 @@ describe('buildImage', () => {
     }
     input.oci = join(base, 'layout');
     writeOciLayout(input.oci);
+    input.ocitar = join(base, 'layout.tar');
+    assert.equal(spawnSync('tar', ['-C', input.oci, '-cf', input.ocitar, '.']).status, 0);
     input.docker = join(base, 'docker.tar');
     writeFileSync(input.docker, makeDockerArchive());
   });
@@ -175,7 +178,7 @@ describe('buildImage', () => {
         assert.ok(l.some((x) => x.startsWith('/dev/null type=3 ')));
         assert.ok(l.some((x) => x.startsWith('/dev/initctl type=5 ')));
         assert.ok(l.some((x) => x.startsWith('/etc/passwd-link type=7 ')));
-        const { stdout } = await runTool('dump.erofs', ['-s', img.path]);
+        const { stdout } = await runTool('dump.erofs', ['-s', img.path], { env: UTC });
         assert.match(stdout, /created:\s+Tue Nov 14 22:13:20 2023/);
         assert.match(stdout, /UUID:\s+[0-9a-f]{8}-[0-9a-f]{4}-8[0-9a-f]{3}-/);
       },
@@ -204,10 +207,11 @@ describe('buildImage', () => {
   describe('when the input is a layered image', () => {
     for (const [kind, key] of [
       ['oci-layout', 'oci'],
+      ['oci-layout', 'ocitar'],
       ['docker-archive', 'docker'],
     ] as const)
       it(
-        `applies the ${kind} layers with whiteouts`,
+        `applies the ${kind} layers of ${key} with whiteouts`,
         needs('root', 'mksquashfs', 'unsquashfs'),
         async () => {
           const img = await build({ from: input[key]!, format: 'squashfs' });

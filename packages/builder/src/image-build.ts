@@ -66,7 +66,7 @@ function inside(child: string, parent: string): boolean {
 
 async function stage(kind: InputKind, opts: BuildImageOptions, work: string) {
   const tree = new StagingTree(join(work, 'rootfs'));
-  await tree.init();
+  tree.init();
   let layers: LayerRef[];
   if (kind === 'tar') layers = [{ blob: await fileBlob(opts.from), compression: 'sniff' }];
   else {

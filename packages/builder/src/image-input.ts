@@ -42,6 +42,7 @@ async function scanArchive(path: string): Promise<ArchiveScan> {
     for await (const { entry } of readTar(decodedStream(ref, comp))) {
       seen++;
       const name = entry.path.replace(/^(\.\/)+/, '').replace(/\/+$/, '');
+      if (name === '' || name === '.') continue; // the archive's own root directory
       if (!MEMBER.test(name)) return { kind: 'tar', members };
       if (entry.type === 'file') members.set(name, { start: entry.dataOffset, size: entry.size });
     }

@@ -60,10 +60,10 @@ describe('classifyEntry', () => {
 describe('applyLayer', () => {
   let base = '';
   let tree: StagingTree;
-  beforeEach(async () => {
+  beforeEach(() => {
     base = mkdtempSync(join(tmpdir(), 'ferry-layers-'));
     tree = new StagingTree(join(base, 'stage'));
-    await tree.init();
+    tree.init();
   });
   afterEach(() => rmSync(base, { recursive: true, force: true }));
   const apply = (specs: TarSpec[]) => applyLayer(tree, readTar([makeTar(specs)]));

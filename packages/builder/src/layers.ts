@@ -61,11 +61,11 @@ export async function applyLayer(
     const action = classifyEntry(entry.path, tree);
     if (action.kind === 'entry') await tree.write(entry, action.parts, body);
     else if (action.kind === 'opaque') {
-      const dir = await tree.resolveDir(action.dir, entry.path, true);
-      if (dir !== null) await tree.pruneChildren(dir);
+      const dir = tree.resolveDir(action.dir, entry.path, true);
+      if (dir !== null) tree.pruneChildren(dir);
     } else if (action.kind === 'whiteout') {
-      const dir = await tree.resolveDir(action.dir, entry.path, false);
-      if (dir !== null) await tree.pruneLower(dir === '' ? action.name : `${dir}/${action.name}`);
+      const dir = tree.resolveDir(action.dir, entry.path, false);
+      if (dir !== null) tree.pruneLower(dir === '' ? action.name : `${dir}/${action.name}`);
     }
     n++;
     if (onEntry && n % 1000 === 0) onEntry(n, entry.path);

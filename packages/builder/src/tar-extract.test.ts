@@ -53,7 +53,7 @@ describe('StagingTree', () => {
   let sentinel = '';
   let victim = '';
   let tree: StagingTree;
-  beforeEach(async () => {
+  beforeEach(() => {
     base = mkdtempSync(join(tmpdir(), 'ferry-extract-'));
     sentinel = join(base, 'sentinel');
     victim = join(base, 'victim');
@@ -62,7 +62,7 @@ describe('StagingTree', () => {
     writeFileSync(join(victim, 'keep'), 'keep');
     mkdirSync(join(base, 'work'));
     tree = new StagingTree(join(base, 'work', 'stage'));
-    await tree.init();
+    tree.init();
   });
   afterEach(() => rmSync(base, { recursive: true, force: true }));
 
@@ -181,7 +181,7 @@ describe('StagingTree', () => {
         ...DEFAULT_EXTRACT_LIMITS,
         maxEntries: 2,
       });
-      await small.init();
+      small.init();
       const specs = [
         { name: 'a', data: '1' },
         { name: 'b', data: '2' },

@@ -4,9 +4,21 @@
  * a path that could be a symlink. Every parent is checked with lstat (a real directory we made),
  * files are created O_EXCL|O_NOFOLLOW, links are never followed, and names are bounded.
  */
-import { constants } from 'node:fs';
-import { lchown, link, lstat, mkdir, open, readdir, rm, symlink, unlink } from 'node:fs/promises';
-import { chmod } from 'node:fs/promises';
+import {
+  chmodSync as chmod,
+  closeSync,
+  constants,
+  lchownSync as lchown,
+  linkSync as link,
+  lstatSync,
+  mkdirSync as mkdir,
+  openSync,
+  readdirSync as readdir,
+  rmSync as rm,
+  symlinkSync as symlink,
+  unlinkSync as unlink,
+  writeSync,
+} from 'node:fs';
 import { FerryError } from '@ferry/core';
 import { runTool } from './spawn.ts';
 import type { TarEntry } from './tar-reader.ts';
@@ -62,6 +74,12 @@ function isErrno(e: unknown, code: string): boolean {
   return (e as NodeJS.ErrnoException)?.code === code;
 }
 
+// Synchronous metadata calls: one syscall each is far cheaper than a thread-pool round trip,
+// and entries are applied strictly one after another anyway.
+function lstat(path: string) {
+  return lstatSync(path, { throwIfNoEntry: false }) ?? null;
+}
+
 /** A private directory that untrusted entries are extracted into, one layer at a time. */
 export class StagingTree {
   readonly root: string;
@@ -79,9 +97,9 @@ export class StagingTree {
   }
 
   /** Creates the (empty, root-owned 0755) staging root; `root` must not exist yet. */
-  async init(): Promise<void> {
-    await mkdir(this.root, { mode: 0o755 });
-    await chmod(this.root, 0o755);
+  init(): void {
+    mkdir(this.root, { mode: 0o755 });
+    chmod(this.root, 0o755);
   }
 
   abs(rel: string): string {
@@ -99,19 +117,16 @@ export class StagingTree {
    * `create`; returns its relative path, or null if missing and not created.
    * Attack stopped: a symlink (or file) as a parent would send the write outside the root.
    */
-  async resolveDir(parts: string[], entry: string, create: boolean): Promise<string | null> {
+  resolveDir(parts: string[], entry: string, create: boolean): string | null {
     let rel = '';
     for (const p of parts) {
       rel = rel === '' ? p : `${rel}/${p}`;
       if (this.#dirs.has(rel)) continue;
-      const st = await lstat(this.abs(rel)).catch((e: unknown) => {
-        if (isErrno(e, 'ENOENT')) return null;
-        throw e;
-      });
+      const st = lstat(this.abs(rel));
       if (!st) {
         if (!create) return null;
-        await mkdir(this.abs(rel), { mode: 0o755 });
-        await chmod(this.abs(rel), 0o755);
+        mkdir(this.abs(rel), { mode: 0o755 });
+        chmod(this.abs(rel), 0o755);
       } else if (!st.isDirectory()) {
         const what = st.isSymbolicLink() ? 'a symlink' : 'not a directory';
         throw traversal(entry, `has a parent ${JSON.stringify(rel)} that is ${what}`);
@@ -122,8 +137,8 @@ export class StagingTree {
   }
 
   /** Removes `rel` (recursively, never following symlinks). */
-  async remove(rel: string): Promise<void> {
-    await rm(this.abs(rel), { recursive: true, force: true });
+  remove(rel: string): void {
+    rm(this.abs(rel), { recursive: true, force: true });
     for (const d of this.#dirs) if (d === rel || d.startsWith(`${rel}/`)) this.#dirs.delete(d);
   }
 
@@ -131,17 +146,17 @@ export class StagingTree {
    * Removes whatever earlier layers left at `rel`, keeping anything this layer wrote (a
    * whiteout or opaque marker only hides lower layers).
    */
-  async pruneLower(rel: string): Promise<void> {
-    const st = await lstat(this.abs(rel)).catch(() => null);
+  pruneLower(rel: string): void {
+    const st = lstat(this.abs(rel));
     if (!st) return;
     if (!this.#layer.has(rel) && !this.#layerAncestors.has(rel)) return this.remove(rel);
-    if (st.isDirectory()) await this.pruneChildren(rel);
+    if (st.isDirectory()) this.pruneChildren(rel);
   }
 
   /** Applies {@link pruneLower} to every child of the directory `rel` (an opaque marker). */
-  async pruneChildren(rel: string): Promise<void> {
-    for (const child of (await readdir(this.abs(rel))).sort())
-      await this.pruneLower(rel === '' ? child : `${rel}/${child}`);
+  pruneChildren(rel: string): void {
+    for (const child of readdir(this.abs(rel)).sort())
+      this.pruneLower(rel === '' ? child : `${rel}/${child}`);
   }
 
   #mark(rel: string): void {
@@ -162,17 +177,17 @@ export class StagingTree {
       if (e.type !== 'dir') throw traversal(e.path, 'replaces the root with a non-directory');
       return this.#finish(e, '');
     }
-    await this.resolveDir(parts.slice(0, -1), e.path, true);
+    this.resolveDir(parts.slice(0, -1), e.path, true);
     const rel = parts.join('/');
-    const target = e.type === 'hardlink' ? await this.#linkTarget(e, rel) : '';
-    await this.#clear(rel, e.type === 'dir');
+    const target = e.type === 'hardlink' ? this.#linkTarget(e, rel) : '';
+    this.#clear(rel, e.type === 'dir');
     const abs = this.abs(rel);
-    if (e.type === 'file') await this.#writeFile(e, abs, body);
-    else if (e.type === 'dir') await mkdir(abs, { mode: 0o700 }).catch(ignoreExists);
-    else if (e.type === 'hardlink') await link(this.abs(target), abs);
+    if (e.type === 'file') await this.#writeFile(abs, body);
+    else if (e.type === 'dir') mkdirIfMissing(abs);
+    else if (e.type === 'hardlink') link(this.abs(target), abs);
     else if (e.type === 'symlink') {
       if (e.linkpath === '') throw invalid(e.path, 'is a symlink with an empty target');
-      await symlink(e.linkpath, abs); // targets may be anything: they are never followed
+      symlink(e.linkpath, abs); // targets may be anything: they are never followed
     } else {
       const node = e.type === 'fifo' ? ['p'] : [e.type[0]!, `${e.devmajor}`, `${e.devminor}`];
       await runTool('mknod', ['-m', '0600', abs, ...node]);
@@ -183,40 +198,41 @@ export class StagingTree {
   }
 
   // Hardlinks only to earlier regular files inside the root, validated like any entry name.
-  async #linkTarget(e: TarEntry, rel: string): Promise<string> {
+  #linkTarget(e: TarEntry, rel: string): string {
     const parts = normalizeEntryPath(e.linkpath, this.limits);
-    const dir = await this.resolveDir(parts.slice(0, -1), e.path, false);
+    const dir = this.resolveDir(parts.slice(0, -1), e.path, false);
     const target = parts.join('/');
-    const st =
-      dir === null || target === rel ? null : await lstat(this.abs(target)).catch(() => null);
+    const st = dir === null || target === rel ? null : lstat(this.abs(target));
     if (!st?.isFile())
       throw invalid(e.path, 'is a hardlink to something not an earlier regular file');
     return target;
   }
 
-  async #clear(rel: string, keepDir: boolean): Promise<void> {
-    const st = await lstat(this.abs(rel)).catch(() => null);
+  #clear(rel: string, keepDir: boolean): void {
+    const st = lstat(this.abs(rel));
     if (!st || (keepDir && st.isDirectory())) return;
-    if (st.isDirectory()) await this.remove(rel);
-    else await unlink(this.abs(rel));
+    if (st.isDirectory()) this.remove(rel);
+    else unlink(this.abs(rel));
   }
 
-  async #writeFile(e: TarEntry, abs: string, body: AsyncIterable<Buffer>): Promise<void> {
-    const fh = await open(abs, CREATE_FLAGS, 0o600);
+  async #writeFile(abs: string, body: AsyncIterable<Buffer>): Promise<void> {
+    const fd = openSync(abs, CREATE_FLAGS, 0o600);
     try {
-      for await (const piece of body) await fh.write(piece);
+      for await (const piece of body)
+        for (let off = 0; off < piece.length;) off += writeSync(fd, piece, off);
     } finally {
-      await fh.close();
+      closeSync(fd);
     }
   }
 
   // Owner first, then mode (chown clears setuid), then xattrs (chown clears security.capability).
   async #finish(e: TarEntry, rel: string): Promise<void> {
     const abs = this.abs(rel);
-    await lchown(abs, e.uid, e.gid);
+    lchown(abs, e.uid, e.gid);
     if (e.type !== 'symlink') {
-      if ((await lstat(abs)).isSymbolicLink()) throw traversal(e.path, 'turned into a symlink');
-      await chmod(abs, e.mode);
+      if (lstat(abs)?.isSymbolicLink() !== false)
+        throw traversal(e.path, 'is not what was written');
+      chmod(abs, e.mode);
     }
     for (const [name, value] of [...e.xattrs].sort(([a], [b]) => (a < b ? -1 : 1))) {
       if (!XATTR_NAME.test(name) || value.length > 65536)
@@ -227,6 +243,10 @@ export class StagingTree {
   }
 }
 
-function ignoreExists(e: unknown): void {
-  if (!isErrno(e, 'EEXIST')) throw e;
+function mkdirIfMissing(abs: string): void {
+  try {
+    mkdir(abs, { mode: 0o700 });
+  } catch (e) {
+    if (!isErrno(e, 'EEXIST')) throw e;
+  }
 }

@@ -11,7 +11,9 @@ async function walk(h: Hash, root: string, rel: string): Promise<void> {
   const abs = rel === '' ? root : `${root}/${rel}`;
   const st = await lstat(abs);
   const kind = st.isDirectory() ? 'd' : st.isSymbolicLink() ? 'l' : st.isFile() ? 'f' : 'o';
-  h.update(`${kind}\0${rel}\0${st.mode}\0${st.uid}\0${st.gid}\0${st.rdev}\0${st.size}\0`);
+  // A directory's st_size depends on the host filesystem and its history: left out.
+  const size = kind === 'd' ? 0 : st.size;
+  h.update(`${kind}\0${rel}\0${st.mode}\0${st.uid}\0${st.gid}\0${st.rdev}\0${size}\0`);
   if (kind === 'l') h.update(`${await readlink(abs)}\0`);
   if (kind === 'f') for await (const c of createReadStream(abs)) h.update(c as Buffer);
   if (kind !== 'd') return;

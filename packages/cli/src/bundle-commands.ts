@@ -13,10 +13,15 @@ import {
 import { str, strs, type CommandSpec } from './command.ts';
 
 function parseImages(specs: string[]): BundleImageInput[] {
-  if (specs.length === 0) throw new FerryError('USAGE', 'at least one --image CLASS=FILE is required');
+  if (specs.length === 0)
+    throw new FerryError('USAGE', 'at least one --image CLASS=FILE is required');
   return specs.map((s) => {
     const m = /^([a-z][a-z0-9_-]{0,31})=(.+)$/.exec(s);
-    if (!m) throw new FerryError('USAGE', `--image wants CLASS=FILE (class like rootfs, boot, app), got '${s}'`);
+    if (!m)
+      throw new FerryError(
+        'USAGE',
+        `--image wants CLASS=FILE (class like rootfs, boot, app), got '${s}'`,
+      );
     return { name: m[1]!, path: m[2]! };
   });
 }
@@ -33,22 +38,48 @@ export const bundleCreate: CommandSpec = {
   description:
     'Chunks every image (content-defined), compresses each distinct chunk once, signs the release manifest with every --key, and writes one file whose header, manifest and chunk indexes come first, so a device can fetch any chunk of it with an HTTP range request.',
   options: {
-    image: { type: 'string', multiple: true, placeholder: 'CLASS=FILE', description: 'an image for a slot class (rootfs, boot, app, ...); type detected from the file' },
-    compatible: { type: 'string', placeholder: 'STRING', description: "device class the release is for; devices refuse other classes" },
+    image: {
+      type: 'string',
+      multiple: true,
+      placeholder: 'CLASS=FILE',
+      description:
+        'an image for a slot class (rootfs, boot, app, ...); type detected from the file',
+    },
+    compatible: {
+      type: 'string',
+      placeholder: 'STRING',
+      description: 'device class the release is for; devices refuse other classes',
+    },
     version: { type: 'string', placeholder: 'SEMVER', description: 'release version, SemVer 2.0' },
-    'release-counter': { type: 'string', placeholder: 'N', description: 'monotonic release number; devices refuse a lower one (downgrade)' },
-    key: { type: 'string', multiple: true, placeholder: 'KEY', description: 'private key file to sign with' },
+    'release-counter': {
+      type: 'string',
+      placeholder: 'N',
+      description: 'monotonic release number; devices refuse a lower one (downgrade)',
+    },
+    key: {
+      type: 'string',
+      multiple: true,
+      placeholder: 'KEY',
+      description: 'private key file to sign with',
+    },
     out: { type: 'string', placeholder: 'FILE', description: 'bundle file to write' },
     description: { type: 'string', placeholder: 'TEXT', description: 'free text shown by info' },
-    created: { type: 'string', placeholder: 'RFC3339', description: 'creation time (default: SOURCE_DATE_EPOCH, else now)' },
+    created: {
+      type: 'string',
+      placeholder: 'RFC3339',
+      description: 'creation time (default: SOURCE_DATE_EPOCH, else now)',
+    },
   },
   json: true,
-  examples: ['ferry bundle create --image rootfs=rootfs.sqfs --compatible acme-gw --version 1.2.0 --release-counter 12 --key keys/release-1.key --out gw-1.2.0.fbd'],
+  examples: [
+    'ferry bundle create --image rootfs=rootfs.sqfs --compatible acme-gw --version 1.2.0 --release-counter 12 --key keys/release-1.key --out gw-1.2.0.fbd',
+  ],
   async run(ctx) {
     const out = str(ctx, 'out');
     const compatible = str(ctx, 'compatible');
     const version = str(ctx, 'version');
-    if (!out || !compatible || !version) throw new FerryError('USAGE', '--out, --compatible and --version are required');
+    if (!out || !compatible || !version)
+      throw new FerryError('USAGE', '--out, --compatible and --version are required');
     const keyFiles = strs(ctx, 'key');
     if (keyFiles.length === 0) throw new FerryError('USAGE', 'at least one --key is required');
     const keys = await Promise.all(keyFiles.map((k) => loadPrivateKey(k)));
@@ -68,8 +99,16 @@ export const bundleCreate: CommandSpec = {
     });
     bar.done();
     ctx.out.result(
-      { path: r.path, size: r.size, chunks: r.chunks, uniqueChunks: r.uniqueChunks, payloadBytes: r.payloadBytes, manifest: r.manifest },
-      () => `created ${r.path}: ${r.size} bytes, ${r.chunks} chunks (${r.uniqueChunks} distinct), ${r.manifest.compatible} ${r.manifest.version} #${r.manifest.releaseCounter}`,
+      {
+        path: r.path,
+        size: r.size,
+        chunks: r.chunks,
+        uniqueChunks: r.uniqueChunks,
+        payloadBytes: r.payloadBytes,
+        manifest: r.manifest,
+      },
+      () =>
+        `created ${r.path}: ${r.size} bytes, ${r.chunks} chunks (${r.uniqueChunks} distinct), ${r.manifest.compatible} ${r.manifest.version} #${r.manifest.releaseCounter}`,
     );
   },
 };
@@ -98,18 +137,33 @@ function humanInfo(b: OpenedBundle, verified: boolean): string {
     `signatures  ${b.envelope.signatures.map((s) => s.keyid.slice(0, 16)).join(', ')} ${verified ? `(verified: ${b.verifiedBy.length})` : '(not checked: pass --keyring)'}`,
   ];
   for (const [name, img] of Object.entries(m.images))
-    lines.push(`image ${name}: ${img.type}, ${img.size} bytes, ${img.chunkIndex.chunks} chunks`, `  sha256 ${img.sha256}`, `  verity ${img.verity.rootHash}`);
+    lines.push(
+      `image ${name}: ${img.type}, ${img.size} bytes, ${img.chunkIndex.chunks} chunks`,
+      `  sha256 ${img.sha256}`,
+      `  verity ${img.verity.rootHash}`,
+    );
   return lines.join('\n');
 }
 
 export const bundleInfo: CommandSpec = {
   name: 'bundle info',
   summary: 'Show the manifest and layout of a bundle (file or URL)',
-  description: 'Reads only the header, manifest and indexes (for a URL: a few range requests). With --keyring the signatures are checked too; `bundle verify` checks every byte.',
+  description:
+    'Reads only the header, manifest and indexes (for a URL: a few range requests). With --keyring the signatures are checked too; `bundle verify` checks every byte.',
   positionals: [{ name: 'BUNDLE', description: 'bundle file or http(s) URL' }],
-  options: { keyring: { type: 'string', placeholder: 'PATH', description: 'keyring (dir of .pub files, JSON keyring, or one .pub) to check signatures against' } },
+  options: {
+    keyring: {
+      type: 'string',
+      placeholder: 'PATH',
+      description:
+        'keyring (dir of .pub files, JSON keyring, or one .pub) to check signatures against',
+    },
+  },
   json: true,
-  examples: ['ferry bundle info gw-1.2.0.fbd', 'ferry bundle info --json https://updates.example.com/gw-1.2.0.fbd'],
+  examples: [
+    'ferry bundle info gw-1.2.0.fbd',
+    'ferry bundle info --json https://updates.example.com/gw-1.2.0.fbd',
+  ],
   async run(ctx) {
     const kr = str(ctx, 'keyring');
     const source = openSource(ctx.positionals[0]!);
@@ -125,9 +179,17 @@ export const bundleInfo: CommandSpec = {
 export const bundleVerify: CommandSpec = {
   name: 'bundle verify',
   summary: 'Check every signature, hash, chunk and verity root of a bundle',
-  description: 'Exits 0 only if the signature threshold of the keyring is met and every chunk, image SHA-256 and dm-verity root hash matches the signed manifest.',
+  description:
+    'Exits 0 only if the signature threshold of the keyring is met and every chunk, image SHA-256 and dm-verity root hash matches the signed manifest.',
   positionals: [{ name: 'BUNDLE', description: 'bundle file or http(s) URL' }],
-  options: { keyring: { type: 'string', placeholder: 'PATH', description: 'keyring: dir of .pub files (+ optional `threshold` file), JSON keyring, or one .pub' } },
+  options: {
+    keyring: {
+      type: 'string',
+      placeholder: 'PATH',
+      description:
+        'keyring: dir of .pub files (+ optional `threshold` file), JSON keyring, or one .pub',
+    },
+  },
   json: true,
   examples: ['ferry bundle verify --keyring keys/ gw-1.2.0.fbd'],
   async run(ctx) {
@@ -137,10 +199,17 @@ export const bundleVerify: CommandSpec = {
     const source = openSource(ctx.positionals[0]!);
     const bar = ctx.out.progress('verify');
     try {
-      const r = await verifyBundle(source, keyring, (e) => bar.update(e.done, e.total, `verify ${e.image}`));
+      const r = await verifyBundle(source, keyring, (e) =>
+        bar.update(e.done, e.total, `verify ${e.image}`),
+      );
       bar.done();
       ctx.out.result({ ok: true, ...r }, () =>
-        [`verified ${source.name}: ${r.manifest.compatible} ${r.manifest.version} #${r.manifest.releaseCounter}, signed by ${r.keyIds.length} of threshold ${keyring.threshold}`, ...r.images.map((i) => `  ${i.name}: ${i.size} bytes, ${i.chunks} chunks, sha256 and verity ok`)].join('\n'),
+        [
+          `verified ${source.name}: ${r.manifest.compatible} ${r.manifest.version} #${r.manifest.releaseCounter}, signed by ${r.keyIds.length} of threshold ${keyring.threshold}`,
+          ...r.images.map(
+            (i) => `  ${i.name}: ${i.size} bytes, ${i.chunks} chunks, sha256 and verity ok`,
+          ),
+        ].join('\n'),
       );
     } finally {
       await source.close();

@@ -33,7 +33,11 @@ describe('ferry CLI', () => {
       assert.match(ferry('--help').stdout, /bundle create/);
     });
     it('keeps docs/cli.md in step with the command table', async () => {
-      assert.equal(await readFile(join(repo, 'docs', 'cli.md'), 'utf8'), cliReference(COMMANDS), 'run npm run docs:cli');
+      assert.equal(
+        await readFile(join(repo, 'docs', 'cli.md'), 'utf8'),
+        cliReference(COMMANDS),
+        'run npm run docs:cli',
+      );
     });
   });
 
@@ -54,9 +58,28 @@ describe('ferry CLI', () => {
       const keyId = (JSON.parse(k.stdout) as { keyId: string }).keyId;
       assert.match(keyId, /^[0-9a-f]{64}$/);
       assert.equal(ferry('key', 'generate', 'keys/a').status, 1, 'refuses to overwrite a key');
-      const c = ferry('bundle', 'create', '--image', 'rootfs=rootfs.img', '--compatible', 'board-x', '--version', '2.0.0', '--release-counter', '5', '--key', 'keys/a.key', '--out', 'r.fbd', '--json');
+      const c = ferry(
+        'bundle',
+        'create',
+        '--image',
+        'rootfs=rootfs.img',
+        '--compatible',
+        'board-x',
+        '--version',
+        '2.0.0',
+        '--release-counter',
+        '5',
+        '--key',
+        'keys/a.key',
+        '--out',
+        'r.fbd',
+        '--json',
+      );
       assert.equal(c.status, 0, c.stderr);
-      const info = JSON.parse(ferry('bundle', 'info', '--json', 'r.fbd').stdout) as { manifest: { compatible: string; releaseCounter: number }; signatures: string[] };
+      const info = JSON.parse(ferry('bundle', 'info', '--json', 'r.fbd').stdout) as {
+        manifest: { compatible: string; releaseCounter: number };
+        signatures: string[];
+      };
       assert.equal(info.manifest.compatible, 'board-x');
       assert.equal(info.manifest.releaseCounter, 5);
       assert.deepEqual(info.signatures, [keyId]);
@@ -69,7 +92,10 @@ describe('ferry CLI', () => {
       assert.equal(bad.status, 1);
       assert.match(bad.stderr, /^ferry: error\[BUNDLE_UNKNOWN_SIGNER\]: [^\n]+\n$/);
       const badJson = ferry('bundle', 'verify', '--json', '--keyring', 'other/b.pub', 'r.fbd');
-      assert.equal((JSON.parse(badJson.stdout) as { error: { code: string } }).error.code, 'BUNDLE_UNKNOWN_SIGNER');
+      assert.equal(
+        (JSON.parse(badJson.stdout) as { error: { code: string } }).error.code,
+        'BUNDLE_UNKNOWN_SIGNER',
+      );
     });
   });
 
@@ -77,7 +103,17 @@ describe('ferry CLI', () => {
     it('builds a squashfs from a directory', needs('mksquashfs'), async () => {
       await mkdir(join(dir, 'tree/etc'), { recursive: true });
       await writeFile(join(dir, 'tree/etc/hostname'), 'demo\n');
-      const r = ferry('image', 'build', '--from', 'tree', '--format', 'squashfs', '--out', 'tree.sqfs', '--json');
+      const r = ferry(
+        'image',
+        'build',
+        '--from',
+        'tree',
+        '--format',
+        'squashfs',
+        '--out',
+        'tree.sqfs',
+        '--json',
+      );
       assert.equal(r.status, 0, r.stderr);
       const head = await readFile(join(dir, 'tree.sqfs'));
       assert.equal(head.toString('latin1', 0, 4), 'hsqs');

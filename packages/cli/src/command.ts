@@ -42,7 +42,11 @@ export function str(ctx: CommandContext, name: string): string | undefined {
 
 export function strs(ctx: CommandContext, name: string): string[] {
   const v = ctx.values[name];
-  return Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : typeof v === 'string' ? [v] : [];
+  return Array.isArray(v)
+    ? v.filter((x): x is string => typeof x === 'string')
+    : typeof v === 'string'
+      ? [v]
+      : [];
 }
 
 export function flag(ctx: CommandContext, name: string): boolean {

@@ -5,4 +5,11 @@ import { demo } from './demo-command.ts';
 import { imageBuild } from './image-commands.ts';
 import { keyGenerate } from './key-commands.ts';
 
-export const COMMANDS: CommandSpec[] = [imageBuild, bundleCreate, bundleInfo, bundleVerify, keyGenerate, demo];
+export const COMMANDS: CommandSpec[] = [
+  imageBuild,
+  bundleCreate,
+  bundleInfo,
+  bundleVerify,
+  keyGenerate,
+  demo,
+];

@@ -7,7 +7,15 @@ import { mkdir, readFile, rm, writeFile, access } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { createHash } from 'node:crypto';
 import { buildImage } from '@ferry/builder';
-import { createBundle, FileSource, loadKeyring, loadPrivateKey, openBundle, verifyBundle, writeKeyPair } from '@ferry/core';
+import {
+  createBundle,
+  FileSource,
+  loadKeyring,
+  loadPrivateKey,
+  openBundle,
+  verifyBundle,
+  writeKeyPair,
+} from '@ferry/core';
 import { str, type CommandSpec } from './command.ts';
 
 /** Deterministic filler text so the demo tree has realistic, compressible files. */
@@ -23,10 +31,14 @@ function text(seed: string, lines: number): string {
 
 async function makeRootfs(dir: string, version: string): Promise<void> {
   await rm(dir, { recursive: true, force: true });
-  for (const d of ['etc', 'usr/bin', 'usr/lib/demo', 'usr/share/doc/demo', 'var', 'data']) await mkdir(join(dir, d), { recursive: true });
+  for (const d of ['etc', 'usr/bin', 'usr/lib/demo', 'usr/share/doc/demo', 'var', 'data'])
+    await mkdir(join(dir, d), { recursive: true });
   await writeFile(join(dir, 'etc/os-release'), `NAME="Ferry Demo OS"\nVERSION_ID=${version}\n`);
-  await writeFile(join(dir, 'usr/bin/hello'), `#!/bin/sh\necho "hello from ${version}"\n`, { mode: 0o755 });
-  for (let i = 0; i < 24; i++) await writeFile(join(dir, `usr/lib/demo/lib${i}.so`), text(`lib${i}`, 2000));
+  await writeFile(join(dir, 'usr/bin/hello'), `#!/bin/sh\necho "hello from ${version}"\n`, {
+    mode: 0o755,
+  });
+  for (let i = 0; i < 24; i++)
+    await writeFile(join(dir, `usr/lib/demo/lib${i}.so`), text(`lib${i}`, 2000));
   await writeFile(join(dir, 'usr/share/doc/demo/README'), text('readme', 500));
   if (version !== '1.0.0') {
     await writeFile(join(dir, 'usr/lib/demo/lib7.so'), text(`lib7-${version}`, 2000));
@@ -37,15 +49,29 @@ async function makeRootfs(dir: string, version: string): Promise<void> {
 export const demo: CommandSpec = {
   name: 'demo',
   summary: 'Build, sign and verify two releases end to end (the quick tour)',
-  description: 'Works in --dir (default .cache/demo): makes a signing key, two rootfs trees, squashfs images, signed bundles, verifies them, and reports how many bytes of v2 a device holding v1 would still need.',
-  options: { dir: { type: 'string', placeholder: 'DIR', description: 'working directory', default: '.cache/demo' } },
+  description:
+    'Works in --dir (default .cache/demo): makes a signing key, two rootfs trees, squashfs images, signed bundles, verifies them, and reports how many bytes of v2 a device holding v1 would still need.',
+  options: {
+    dir: {
+      type: 'string',
+      placeholder: 'DIR',
+      description: 'working directory',
+      default: '.cache/demo',
+    },
+  },
   json: true,
   async run(ctx) {
     const dir = resolve(str(ctx, 'dir') ?? '.cache/demo');
     const say = (s: string) => ctx.out.line(s);
     await mkdir(join(dir, 'keys'), { recursive: true });
     const keyPrefix = join(dir, 'keys', 'release');
-    if (!(await access(`${keyPrefix}.key`).then(() => true, () => false))) await writeKeyPair(keyPrefix);
+    if (
+      !(await access(`${keyPrefix}.key`).then(
+        () => true,
+        () => false,
+      ))
+    )
+      await writeKeyPair(keyPrefix);
     const key = await loadPrivateKey(`${keyPrefix}.key`);
     say(`1. signing key ${key.keyId.slice(0, 16)}... in ${join(dir, 'keys')}`);
     const releases = [
@@ -56,7 +82,12 @@ export const demo: CommandSpec = {
     for (const r of releases) {
       const tree = join(dir, `rootfs-${r.version}`);
       await makeRootfs(tree, r.version);
-      const img = await buildImage({ from: tree, format: 'squashfs', out: join(dir, `rootfs-${r.version}.sqfs`), sourceDateEpoch: 1700000000 });
+      const img = await buildImage({
+        from: tree,
+        format: 'squashfs',
+        out: join(dir, `rootfs-${r.version}.sqfs`),
+        sourceDateEpoch: 1700000000,
+      });
       say(`2. image ${img.path}: ${img.size} bytes, sha256 ${img.sha256.slice(0, 16)}...`);
       const b = await createBundle({
         images: [{ name: 'rootfs', path: img.path }],
@@ -83,7 +114,14 @@ export const demo: CommandSpec = {
       keyId: key.keyId,
       bundles,
       verified: v.images.map((i) => i.name),
-      update: { from: '1.0.0', to: '1.1.0', chunks: chunks2.length, missingChunks: missing.length, downloadBytes: needBytes, fullBytes: b2!.header.payloadLength },
+      update: {
+        from: '1.0.0',
+        to: '1.1.0',
+        chunks: chunks2.length,
+        missingChunks: missing.length,
+        downloadBytes: needBytes,
+        fullBytes: b2!.header.payloadLength,
+      },
       osRelease: (await readFile(join(dir, 'rootfs-1.1.0/etc/os-release'), 'utf8')).trim(),
     };
     ctx.out.result(summary, () =>

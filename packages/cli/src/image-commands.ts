@@ -9,23 +9,50 @@ export const imageBuild: CommandSpec = {
   description:
     'The rootfs may be a directory, a tarball (.tar, .tar.gz, .tar.zst), an OCI image layout directory or a docker-archive tarball (`docker save`). Layers are applied in order with whiteouts. The same input gives a byte-identical image: timestamps come from --source-date-epoch or SOURCE_DATE_EPOCH (default 0). Archive paths that escape the root are refused.',
   options: {
-    from: { type: 'string', placeholder: 'PATH', description: 'rootfs directory, tarball, OCI layout or docker archive' },
-    format: { type: 'string', placeholder: 'FORMAT', description: 'squashfs or erofs', default: 'squashfs' },
+    from: {
+      type: 'string',
+      placeholder: 'PATH',
+      description: 'rootfs directory, tarball, OCI layout or docker archive',
+    },
+    format: {
+      type: 'string',
+      placeholder: 'FORMAT',
+      description: 'squashfs or erofs',
+      default: 'squashfs',
+    },
     out: { type: 'string', placeholder: 'FILE', description: 'image file to write' },
-    compression: { type: 'string', placeholder: 'ALG', description: 'squashfs: gzip (GRUB can read it), xz, lzo, lz4, zstd; erofs: lz4hc, lz4, none' },
-    'source-date-epoch': { type: 'string', placeholder: 'SECONDS', description: 'timestamp for every file and the superblock' },
-    platform: { type: 'string', placeholder: 'OS/ARCH', description: 'platform to pick from a multi-platform OCI index', default: 'linux/amd64' },
+    compression: {
+      type: 'string',
+      placeholder: 'ALG',
+      description: 'squashfs: gzip (GRUB can read it), xz, lzo, lz4, zstd; erofs: lz4hc, lz4, none',
+    },
+    'source-date-epoch': {
+      type: 'string',
+      placeholder: 'SECONDS',
+      description: 'timestamp for every file and the superblock',
+    },
+    platform: {
+      type: 'string',
+      placeholder: 'OS/ARCH',
+      description: 'platform to pick from a multi-platform OCI index',
+      default: 'linux/amd64',
+    },
   },
   json: true,
-  examples: ['ferry image build --from rootfs/ --format squashfs --out rootfs.sqfs', 'ferry image build --from oci-dir/ --format erofs --out rootfs.erofs'],
+  examples: [
+    'ferry image build --from rootfs/ --format squashfs --out rootfs.sqfs',
+    'ferry image build --from oci-dir/ --format erofs --out rootfs.erofs',
+  ],
   async run(ctx) {
     const from = str(ctx, 'from');
     const out = str(ctx, 'out');
     if (!from || !out) throw new FerryError('USAGE', '--from and --out are required');
     const format = (str(ctx, 'format') ?? 'squashfs') as ImageFormat;
-    if (format !== 'squashfs' && format !== 'erofs') throw new FerryError('USAGE', `--format must be squashfs or erofs, not ${String(format)}`);
+    if (format !== 'squashfs' && format !== 'erofs')
+      throw new FerryError('USAGE', `--format must be squashfs or erofs, not ${String(format)}`);
     const epoch = str(ctx, 'source-date-epoch');
-    if (epoch !== undefined && !/^\d+$/.test(epoch)) throw new FerryError('USAGE', '--source-date-epoch must be a non-negative integer');
+    if (epoch !== undefined && !/^\d+$/.test(epoch))
+      throw new FerryError('USAGE', '--source-date-epoch must be a non-negative integer');
     const bar = ctx.out.progress('build');
     const compression = str(ctx, 'compression');
     const r = await buildImage({
@@ -38,6 +65,9 @@ export const imageBuild: CommandSpec = {
       onProgress: (e) => bar.update(e.done, e.total ?? e.done, e.phase),
     });
     bar.done();
-    ctx.out.result(r, () => `built ${r.path}: ${r.format} from ${r.inputKind}, ${r.size} bytes\nsha256 ${r.sha256}`);
+    ctx.out.result(
+      r,
+      () => `built ${r.path}: ${r.format} from ${r.inputKind}, ${r.size} bytes\nsha256 ${r.sha256}`,
+    );
   },
 };

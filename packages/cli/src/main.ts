@@ -10,7 +10,11 @@ import { commandHelp, overviewHelp } from './help.ts';
 import { Output } from './output.ts';
 
 /** Splits argv into the longest matching command name and the rest. */
-export function findCommand(argv: string[]): { spec: CommandSpec | undefined; rest: string[]; words: string[] } {
+export function findCommand(argv: string[]): {
+  spec: CommandSpec | undefined;
+  rest: string[];
+  words: string[];
+} {
   const words: string[] = [];
   for (const a of argv) {
     if (a.startsWith('-')) break;
@@ -25,12 +29,19 @@ export function findCommand(argv: string[]): { spec: CommandSpec | undefined; re
 }
 
 function parse(spec: CommandSpec, rest: string[]) {
-  const options: Record<string, { type: 'string' | 'boolean'; multiple?: boolean; short?: string }> = {
+  const options: Record<
+    string,
+    { type: 'string' | 'boolean'; multiple?: boolean; short?: string }
+  > = {
     help: { type: 'boolean', short: 'h' },
   };
   if (spec.json) options.json = { type: 'boolean' };
   for (const [k, o] of Object.entries(spec.options ?? {}))
-    options[k] = { type: o.type, ...(o.multiple ? { multiple: true } : {}), ...(o.short ? { short: o.short } : {}) };
+    options[k] = {
+      type: o.type,
+      ...(o.multiple ? { multiple: true } : {}),
+      ...(o.short ? { short: o.short } : {}),
+    };
   try {
     return parseArgs({ args: rest, options, allowPositionals: true, strict: true });
   } catch (e) {
@@ -39,11 +50,19 @@ function parse(spec: CommandSpec, rest: string[]) {
 }
 
 /** Runs the CLI and returns the exit status. */
-export async function main(argv: string[], out = new Output(argv.includes('--json'))): Promise<number> {
+export async function main(
+  argv: string[],
+  out = new Output(argv.includes('--json')),
+): Promise<number> {
   try {
     const { spec, rest, words } = findCommand(argv);
     if (!spec) {
-      if (words.length === 0 || argv.includes('--help') || argv.includes('-h') || words[0] === 'help') {
+      if (
+        words.length === 0 ||
+        argv.includes('--help') ||
+        argv.includes('-h') ||
+        words[0] === 'help'
+      ) {
         out.stdout.write(overviewHelp(COMMANDS));
         return words.length === 0 && !argv.includes('--help') && !argv.includes('-h') ? 2 : 0;
       }
@@ -56,7 +75,10 @@ export async function main(argv: string[], out = new Output(argv.includes('--jso
     }
     const required = (spec.positionals ?? []).filter((p) => !p.optional).length;
     if (positionals.length < required)
-      throw new FerryError('USAGE', `missing ${spec.positionals![positionals.length]!.name} (see 'ferry ${spec.name} --help')`);
+      throw new FerryError(
+        'USAGE',
+        `missing ${spec.positionals![positionals.length]!.name} (see 'ferry ${spec.name} --help')`,
+      );
     const out2 = new Output(values.json === true, out.stdout, out.stderr);
     await spec.run({ values, positionals, out: out2 });
     return 0;

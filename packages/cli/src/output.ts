@@ -17,7 +17,11 @@ export class Output {
   readonly stdout: NodeJS.WritableStream;
   readonly stderr: NodeJS.WriteStream | NodeJS.WritableStream;
 
-  constructor(json: boolean, stdout: NodeJS.WritableStream = process.stdout, stderr: NodeJS.WritableStream = process.stderr) {
+  constructor(
+    json: boolean,
+    stdout: NodeJS.WritableStream = process.stdout,
+    stderr: NodeJS.WritableStream = process.stderr,
+  ) {
     this.json = json;
     this.stdout = stdout;
     this.stderr = stderr;
@@ -37,8 +41,13 @@ export class Output {
   /** One clear line for an error; returns the exit status. */
   error(e: unknown): number {
     const fe =
-      e instanceof FerryError ? e : new FerryError('INTERNAL', (e as Error)?.stack ?? String(e), { cause: e });
-    if (this.json) this.stdout.write(`${JSON.stringify({ ok: false, error: { code: fe.code, message: fe.message } })}\n`);
+      e instanceof FerryError
+        ? e
+        : new FerryError('INTERNAL', (e as Error)?.stack ?? String(e), { cause: e });
+    if (this.json)
+      this.stdout.write(
+        `${JSON.stringify({ ok: false, error: { code: fe.code, message: fe.message } })}\n`,
+      );
     const hint = fe.code === 'INTERNAL' ? ' (this is a bug in Ferry; please report it)' : '';
     this.stderr.write(`ferry: error[${fe.code}]: ${fe.message}${hint}\n`);
     return exitCodeFor(fe.code);
@@ -80,7 +89,9 @@ export class Progress {
     const width = 24;
     const bar = '#'.repeat(Math.round(frac * width)).padEnd(width, '.');
     const eta = rate > 0 && total > done ? `ETA ${Math.ceil((total - done) / rate)}s` : '';
-    this.#tty.write(`\r\x1b[2K${phase} [${bar}] ${(frac * 100).toFixed(0)}% ${mib(done)}/${mib(total)} ${mib(rate)}/s ${eta}`);
+    this.#tty.write(
+      `\r\x1b[2K${phase} [${bar}] ${(frac * 100).toFixed(0)}% ${mib(done)}/${mib(total)} ${mib(rate)}/s ${eta}`,
+    );
   }
 
   done(): void {

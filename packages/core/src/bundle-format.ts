@@ -92,9 +92,15 @@ export function decodeHeader(b: Buffer, fileSize: number): BundleHeader {
     throw new FerryError('BUNDLE_TRUNCATED', `file is ${fileSize} bytes, shorter than a header`);
   const formatVersion = b.readUInt32LE(8);
   if (formatVersion !== BUNDLE_FORMAT_VERSION)
-    throw new FerryError('BUNDLE_FORMAT_VERSION', `bundle format ${formatVersion} is not supported (this Ferry reads format ${BUNDLE_FORMAT_VERSION})`);
+    throw new FerryError(
+      'BUNDLE_FORMAT_VERSION',
+      `bundle format ${formatVersion} is not supported (this Ferry reads format ${BUNDLE_FORMAT_VERSION})`,
+    );
   if (b.readUInt32LE(12) !== BUNDLE_HEADER_SIZE)
-    throw new FerryError('BUNDLE_HEADER_INVALID', `header size ${b.readUInt32LE(12)} is not ${BUNDLE_HEADER_SIZE}`);
+    throw new FerryError(
+      'BUNDLE_HEADER_INVALID',
+      `header size ${b.readUInt32LE(12)} is not ${BUNDLE_HEADER_SIZE}`,
+    );
   const h: BundleHeader = {
     formatVersion,
     envelopeLength: u64(b, 16, 'envelope length'),
@@ -106,22 +112,43 @@ export function decodeHeader(b: Buffer, fileSize: number): BundleHeader {
   if (b.readBigUInt64LE(56) !== 0n)
     throw new FerryError('BUNDLE_HEADER_INVALID', 'reserved header bytes are not zero');
   if (h.envelopeLength > BUNDLE_LIMITS.maxEnvelope)
-    throw new FerryError('MANIFEST_TOO_LARGE', `signed manifest of ${h.envelopeLength} bytes exceeds ${BUNDLE_LIMITS.maxEnvelope}`);
+    throw new FerryError(
+      'MANIFEST_TOO_LARGE',
+      `signed manifest of ${h.envelopeLength} bytes exceeds ${BUNDLE_LIMITS.maxEnvelope}`,
+    );
   if (h.indexLength > BUNDLE_LIMITS.maxIndexSection)
-    throw new FerryError('BUNDLE_HEADER_INVALID', `index section of ${h.indexLength} bytes exceeds ${BUNDLE_LIMITS.maxIndexSection}`);
+    throw new FerryError(
+      'BUNDLE_HEADER_INVALID',
+      `index section of ${h.indexLength} bytes exceeds ${BUNDLE_LIMITS.maxIndexSection}`,
+    );
   if (h.payloadOffset !== payloadOffsetFor(h.envelopeLength, h.indexLength))
-    throw new FerryError('BUNDLE_HEADER_INVALID', `payload offset ${h.payloadOffset} does not follow the sections`);
+    throw new FerryError(
+      'BUNDLE_HEADER_INVALID',
+      `payload offset ${h.payloadOffset} does not follow the sections`,
+    );
   if (h.totalSize !== h.payloadOffset + h.payloadLength)
-    throw new FerryError('BUNDLE_HEADER_INVALID', `total size ${h.totalSize} is not payload offset + payload length`);
+    throw new FerryError(
+      'BUNDLE_HEADER_INVALID',
+      `total size ${h.totalSize} is not payload offset + payload length`,
+    );
   if (fileSize < h.totalSize)
-    throw new FerryError('BUNDLE_TRUNCATED', `file is ${fileSize} bytes, the header declares ${h.totalSize}`);
+    throw new FerryError(
+      'BUNDLE_TRUNCATED',
+      `file is ${fileSize} bytes, the header declares ${h.totalSize}`,
+    );
   if (fileSize > h.totalSize)
-    throw new FerryError('BUNDLE_TRAILING_DATA', `file is ${fileSize} bytes, ${fileSize - h.totalSize} more than the header declares`);
+    throw new FerryError(
+      'BUNDLE_TRAILING_DATA',
+      `file is ${fileSize} bytes, ${fileSize - h.totalSize} more than the header declares`,
+    );
   return h;
 }
 
 /** Index section: u32 image count; per image u8 name length, name, u64 index length, index; then the payload table. */
-export function encodeIndexSection(chunkIndexes: Map<string, Buffer>, payload: Array<{ id: string; length: number }>): Buffer {
+export function encodeIndexSection(
+  chunkIndexes: Map<string, Buffer>,
+  payload: Array<{ id: string; length: number }>,
+): Buffer {
   const parts: Buffer[] = [];
   const count = Buffer.alloc(4);
   count.writeUInt32LE(chunkIndexes.size);
@@ -170,7 +197,10 @@ export function decodeIndexSection(b: Buffer, payloadLength: number): IndexSecti
   const c = new Cursor(b);
   const count = c.take(4, 'the image count').readUInt32LE(0);
   if (count === 0 || count > BUNDLE_LIMITS.maxImages)
-    throw new FerryError('BUNDLE_LAYOUT', `image count ${count} is outside 1..${BUNDLE_LIMITS.maxImages}`);
+    throw new FerryError(
+      'BUNDLE_LAYOUT',
+      `image count ${count} is outside 1..${BUNDLE_LIMITS.maxImages}`,
+    );
   const chunkIndexes = new Map<string, Buffer>();
   for (let i = 0; i < count; i++) {
     const nameLength = c.take(1, 'an image name').readUInt8(0);
@@ -178,15 +208,23 @@ export function decodeIndexSection(b: Buffer, payloadLength: number): IndexSecti
       throw new FerryError('BUNDLE_LAYOUT', `image name length ${nameLength} is invalid`);
     const name = c.take(nameLength, 'an image name').toString('utf8');
     const length = c.take(8, 'a chunk index length').readBigUInt64LE(0);
-    if (length > BigInt(b.length)) throw new FerryError('BUNDLE_LAYOUT', `chunk index of ${name} runs past the index section`);
-    if (chunkIndexes.has(name)) throw new FerryError('BUNDLE_LAYOUT', `image ${name} appears twice`);
+    if (length > BigInt(b.length))
+      throw new FerryError('BUNDLE_LAYOUT', `chunk index of ${name} runs past the index section`);
+    if (chunkIndexes.has(name))
+      throw new FerryError('BUNDLE_LAYOUT', `image ${name} appears twice`);
     chunkIndexes.set(name, c.take(Number(length), `the chunk index of ${name}`));
   }
   if (!c.take(8, 'the payload table').equals(TABLE_MAGIC))
     throw new FerryError('BUNDLE_LAYOUT', 'payload table magic is wrong');
   const entries = c.take(8, 'the payload table').readBigUInt64LE(0);
-  if (entries > BigInt(BUNDLE_LIMITS.maxPayloadChunks) || entries * BigInt(TABLE_ENTRY) !== BigInt(b.length - c.at))
-    throw new FerryError('BUNDLE_LAYOUT', `payload table of ${entries} entries does not fill the index section`);
+  if (
+    entries > BigInt(BUNDLE_LIMITS.maxPayloadChunks) ||
+    entries * BigInt(TABLE_ENTRY) !== BigInt(b.length - c.at)
+  )
+    throw new FerryError(
+      'BUNDLE_LAYOUT',
+      `payload table of ${entries} entries does not fill the index section`,
+    );
   const payload: PayloadEntry[] = [];
   const seen = new Set<string>();
   let offset = 0;
@@ -194,14 +232,21 @@ export function decodeIndexSection(b: Buffer, payloadLength: number): IndexSecti
     const e = c.take(TABLE_ENTRY, 'the payload table');
     const id = e.subarray(0, 32).toString('hex');
     const length = e.readUInt32LE(32);
-    if (seen.has(id)) throw new FerryError('BUNDLE_LAYOUT', `chunk ${id} appears twice in the payload table`);
+    if (seen.has(id))
+      throw new FerryError('BUNDLE_LAYOUT', `chunk ${id} appears twice in the payload table`);
     if (length === 0 || offset + length > payloadLength)
-      throw new FerryError('BUNDLE_LAYOUT', `chunk ${id} (${length} bytes at ${offset}) points past the payload of ${payloadLength} bytes`);
+      throw new FerryError(
+        'BUNDLE_LAYOUT',
+        `chunk ${id} (${length} bytes at ${offset}) points past the payload of ${payloadLength} bytes`,
+      );
     seen.add(id);
     payload.push({ id, offset, length });
     offset += length;
   }
   if (offset !== payloadLength)
-    throw new FerryError('BUNDLE_LAYOUT', `payload table covers ${offset} of ${payloadLength} payload bytes`);
+    throw new FerryError(
+      'BUNDLE_LAYOUT',
+      `payload table covers ${offset} of ${payloadLength} payload bytes`,
+    );
   return { chunkIndexes, payload };
 }

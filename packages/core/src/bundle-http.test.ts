@@ -29,7 +29,10 @@ before(async () => {
   imageLikeBytes(100 * 1024, 12).copy(v2, 2 * 1024 * 1024);
   await writeFile(join(dir, 'v1.img'), v1);
   await writeFile(join(dir, 'v2.img'), Buffer.concat([v2, imageLikeBytes(50 * 1024, 13)]));
-  for (const [v, counter] of [['v1', 1], ['v2', 2]] as const)
+  for (const [v, counter] of [
+    ['v1', 1],
+    ['v2', 2],
+  ] as const)
     await createBundle({
       images: [{ name: 'rootfs', path: join(dir, `${v}.img`) }],
       compatible: 'board',
@@ -53,7 +56,10 @@ describe('bundle over HTTP', () => {
       const r = await verifyBundle(src, ring);
       assert.equal(r.manifest.version, '1.0.2');
       const log = (await nginx!.accessLog()).filter((l) => l.includes('/v2.fbd'));
-      assert.ok(log.length > 3 && log.every((l) => / 206 \d+ bytes=/.test(l)), log.slice(0, 3).join('\n'));
+      assert.ok(
+        log.length > 3 && log.every((l) => / 206 \d+ bytes=/.test(l)),
+        log.slice(0, 3).join('\n'),
+      );
     });
 
     it('pulls only the chunks a device holding v1 lacks', nginxNeeds, async () => {
@@ -69,7 +75,11 @@ describe('bundle over HTTP', () => {
       const frames = missing.reduce((n, c) => n + remote.payload.get(c.id)!.length, 0);
       const total = (await readFile(join(dir, 'v2.fbd'))).length;
       assert.ok(missing.length > 0 && missing.length < 8, `${missing.length} chunks missing`);
-      assert.equal(src.bytesRead, prefix + frames, 'only the prefix and the missing frames are read');
+      assert.equal(
+        src.bytesRead,
+        prefix + frames,
+        'only the prefix and the missing frames are read',
+      );
       assert.ok(src.bytesRead < total / 4, `read ${src.bytesRead} of ${total}`);
     });
   });

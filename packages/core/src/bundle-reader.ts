@@ -6,7 +6,13 @@
  */
 import { createHash } from 'node:crypto';
 import { FerryError } from './errors.ts';
-import { BUNDLE_HEADER_SIZE, decodeHeader, decodeIndexSection, type BundleHeader, type PayloadEntry } from './bundle-format.ts';
+import {
+  BUNDLE_HEADER_SIZE,
+  decodeHeader,
+  decodeIndexSection,
+  type BundleHeader,
+  type PayloadEntry,
+} from './bundle-format.ts';
 import type { ByteSource } from './bundle-source.ts';
 import { parseChunkIndex, type ChunkIndex } from './chunk-index.ts';
 import { decompressChunk } from './chunk-codec.ts';
@@ -46,7 +52,10 @@ function sha256(b: Uint8Array): string {
  * const b = await openBundle(new FileSource('v2.fbd'), { keyring: await loadKeyring('keys/') });
  * console.log(b.manifest.version);
  */
-export async function openBundle(source: ByteSource, opts: OpenBundleOptions = {}): Promise<OpenedBundle> {
+export async function openBundle(
+  source: ByteSource,
+  opts: OpenBundleOptions = {},
+): Promise<OpenedBundle> {
   const size = await source.size();
   const header = decodeHeader(await source.read(0, Math.min(size, BUNDLE_HEADER_SIZE)), size);
   const envelope = parseEnvelope(await source.read(BUNDLE_HEADER_SIZE, header.envelopeLength));
@@ -75,38 +84,65 @@ function checkImages(manifest: Manifest, indexes: Map<string, Buffer>): Map<stri
   const names = Object.keys(manifest.images).sort();
   const stored = [...indexes.keys()].sort();
   if (names.join('\0') !== stored.join('\0'))
-    throw new FerryError('BUNDLE_LAYOUT', `bundle holds images [${stored.join(', ')}], the manifest lists [${names.join(', ')}]`);
+    throw new FerryError(
+      'BUNDLE_LAYOUT',
+      `bundle holds images [${stored.join(', ')}], the manifest lists [${names.join(', ')}]`,
+    );
   const images = new Map<string, BundleImage>();
   for (const name of names) {
     const ref = manifest.images[name]!;
     const bytes = indexes.get(name)!;
     // Mix-and-match guard: the chunk index must be the one the signed manifest names.
     if (bytes.length !== ref.chunkIndex.size || sha256(bytes) !== ref.chunkIndex.sha256)
-      throw new FerryError('CHUNK_INDEX_MISMATCH', `chunk index of ${name} does not match the signed digest`);
+      throw new FerryError(
+        'CHUNK_INDEX_MISMATCH',
+        `chunk index of ${name} does not match the signed digest`,
+      );
     const index = parseChunkIndex(bytes);
-    if (index.imageSize !== ref.size || index.imageSha256 !== ref.sha256 || index.chunks.length !== ref.chunkIndex.chunks)
-      throw new FerryError('CHUNK_INDEX_MISMATCH', `chunk index of ${name} describes another image than the manifest`);
+    if (
+      index.imageSize !== ref.size ||
+      index.imageSha256 !== ref.sha256 ||
+      index.chunks.length !== ref.chunkIndex.chunks
+    )
+      throw new FerryError(
+        'CHUNK_INDEX_MISMATCH',
+        `chunk index of ${name} describes another image than the manifest`,
+      );
     images.set(name, { name, index });
   }
   return images;
 }
 
-function checkPayloadCoverage(images: Map<string, BundleImage>, payload: Map<string, PayloadEntry>): void {
+function checkPayloadCoverage(
+  images: Map<string, BundleImage>,
+  payload: Map<string, PayloadEntry>,
+): void {
   const needed = new Set<string>();
   for (const img of images.values()) for (const c of img.index.chunks) needed.add(c.id);
   for (const id of needed)
-    if (!payload.has(id)) throw new FerryError('BUNDLE_LAYOUT', `chunk ${id} is missing from the payload table`);
+    if (!payload.has(id))
+      throw new FerryError('BUNDLE_LAYOUT', `chunk ${id} is missing from the payload table`);
   if (payload.size !== needed.size)
-    throw new FerryError('BUNDLE_LAYOUT', `payload holds ${payload.size - needed.size} chunks no image uses`);
+    throw new FerryError(
+      'BUNDLE_LAYOUT',
+      `payload holds ${payload.size - needed.size} chunks no image uses`,
+    );
 }
 
 /** Reads one chunk from the payload and verifies it against its id (CHUNK_HASH_MISMATCH, CHUNK_CORRUPT). */
 export async function readBundleChunk(b: OpenedBundle, id: string, size: number): Promise<Buffer> {
   const entry = b.payload.get(id);
   if (!entry) throw new FerryError('CHUNK_MISSING', `chunk ${id} is not in ${b.source.name}`);
-  const data = decompressChunk(id, await b.source.read(b.header.payloadOffset + entry.offset, entry.length), size);
+  const data = decompressChunk(
+    id,
+    await b.source.read(b.header.payloadOffset + entry.offset, entry.length),
+    size,
+  );
   if (data.length !== size)
-    throw new FerryError('CHUNK_HASH_MISMATCH', `chunk ${id} is ${data.length} bytes, the index says ${size}`);
+    throw new FerryError(
+      'CHUNK_HASH_MISMATCH',
+      `chunk ${id} is ${data.length} bytes, the index says ${size}`,
+    );
   return data;
 }
 
@@ -114,7 +150,11 @@ export async function readBundleChunk(b: OpenedBundle, id: string, size: number)
  * Yields the chunks of one image in order, each verified before it is yielded. Reads run a few
  * chunks ahead so a slow source overlaps with the consumer.
  */
-export async function* imageChunks(b: OpenedBundle, name: string, readAhead = 8): AsyncGenerator<Buffer> {
+export async function* imageChunks(
+  b: OpenedBundle,
+  name: string,
+  readAhead = 8,
+): AsyncGenerator<Buffer> {
   const image = b.images.get(name);
   if (!image) throw new FerryError('USAGE', `bundle has no image ${name}`);
   const chunks = image.index.chunks;
@@ -151,7 +191,11 @@ export type VerifyProgress = (e: { image: string; done: number; total: number })
  * Full verification: signatures and threshold, structure, every chunk, every image's SHA-256 and
  * dm-verity root. Resolves only if all of it checks out.
  */
-export async function verifyBundle(source: ByteSource, keyring: Keyring, onProgress?: VerifyProgress): Promise<BundleVerification> {
+export async function verifyBundle(
+  source: ByteSource,
+  keyring: Keyring,
+  onProgress?: VerifyProgress,
+): Promise<BundleVerification> {
   const b = await openBundle(source, { keyring });
   const images: ImageVerification[] = [];
   for (const [name, image] of b.images) {
@@ -166,11 +210,28 @@ export async function verifyBundle(source: ByteSource, keyring: Keyring, onProgr
       onProgress?.({ image: name, done, total: image.index.imageSize });
     }
     const digest = hash.digest('hex');
-    if (digest !== ref.sha256) throw new FerryError('IMAGE_HASH_MISMATCH', `image ${name} hashes to ${digest}, signed ${ref.sha256}`);
+    if (digest !== ref.sha256)
+      throw new FerryError(
+        'IMAGE_HASH_MISMATCH',
+        `image ${name} hashes to ${digest}, signed ${ref.sha256}`,
+      );
     const v = verity.finish();
-    if (v.rootHash !== ref.verity.rootHash || v.treeSize !== ref.verity.treeSize || v.dataBlocks !== ref.verity.dataBlocks)
-      throw new FerryError('VERITY_MISMATCH', `image ${name} has verity root ${v.rootHash}, signed ${ref.verity.rootHash}`);
-    images.push({ name, size: done, sha256: digest, verityRootHash: v.rootHash, chunks: image.index.chunks.length });
+    if (
+      v.rootHash !== ref.verity.rootHash ||
+      v.treeSize !== ref.verity.treeSize ||
+      v.dataBlocks !== ref.verity.dataBlocks
+    )
+      throw new FerryError(
+        'VERITY_MISMATCH',
+        `image ${name} has verity root ${v.rootHash}, signed ${ref.verity.rootHash}`,
+      );
+    images.push({
+      name,
+      size: done,
+      sha256: digest,
+      verityRootHash: v.rootHash,
+      chunks: image.index.chunks.length,
+    });
   }
   return { manifest: b.manifest, keyIds: b.verifiedBy, images };
 }

@@ -42,7 +42,10 @@ export class FileSource implements ByteSource {
     while (done < length) {
       const { bytesRead } = await fh.read(buf, done, length - done, offset + done);
       if (bytesRead === 0)
-        throw new FerryError('BUNDLE_TRUNCATED', `${this.name} ends at ${offset + done}, ${length - done} bytes short`);
+        throw new FerryError(
+          'BUNDLE_TRUNCATED',
+          `${this.name} ends at ${offset + done}, ${length - done} bytes short`,
+        );
       done += bytesRead;
     }
     this.bytesRead += length;
@@ -88,7 +91,10 @@ export class HttpRangeSource implements ByteSource {
     });
     if (res.status !== 206) {
       await res.body?.cancel();
-      throw new FerryError('IO', `${this.name}: expected 206 Partial Content for ${range}, got ${res.status}`);
+      throw new FerryError(
+        'IO',
+        `${this.name}: expected 206 Partial Content for ${range}, got ${res.status}`,
+      );
     }
     return res;
   }
@@ -107,7 +113,10 @@ export class HttpRangeSource implements ByteSource {
   async read(offset: number, length: number): Promise<Buffer> {
     const total = await this.size();
     if (offset + length > total)
-      throw new FerryError('BUNDLE_TRUNCATED', `${this.name} is ${total} bytes, read to ${offset + length} asked`);
+      throw new FerryError(
+        'BUNDLE_TRUNCATED',
+        `${this.name} is ${total} bytes, read to ${offset + length} asked`,
+      );
     const res = await this.#get(`bytes=${offset}-${offset + length - 1}`);
     const buf = Buffer.allocUnsafe(length);
     let done = 0;
@@ -122,8 +131,13 @@ export class HttpRangeSource implements ByteSource {
       buf.set(bytes, done);
       done += bytes.length;
     }
-    if (overrun) throw new FerryError('IO', `${this.name}: server sent more than the ${length} bytes asked for`);
-    if (done !== length) throw new FerryError('BUNDLE_TRUNCATED', `${this.name}: got ${done} of ${length} bytes`);
+    if (overrun)
+      throw new FerryError(
+        'IO',
+        `${this.name}: server sent more than the ${length} bytes asked for`,
+      );
+    if (done !== length)
+      throw new FerryError('BUNDLE_TRUNCATED', `${this.name}: got ${done} of ${length} bytes`);
     this.bytesRead += length;
     return buf;
   }
@@ -133,5 +147,7 @@ export class HttpRangeSource implements ByteSource {
 
 /** A FileSource for paths, an HttpRangeSource for http(s) URLs. */
 export function openSource(pathOrUrl: string, opts?: HttpSourceOptions): ByteSource {
-  return /^https?:\/\//.test(pathOrUrl) ? new HttpRangeSource(pathOrUrl, opts) : new FileSource(pathOrUrl);
+  return /^https?:\/\//.test(pathOrUrl)
+    ? new HttpRangeSource(pathOrUrl, opts)
+    : new FileSource(pathOrUrl);
 }

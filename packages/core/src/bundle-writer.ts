@@ -11,11 +11,27 @@ import { open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { zstdCompress, constants as zc } from 'node:zlib';
 import { FerryError, withContext } from './errors.ts';
-import { BUNDLE_HEADER_SIZE, encodeHeader, encodeIndexSection, payloadOffsetFor } from './bundle-format.ts';
-import { chunkStream, DEFAULT_CHUNKER_PARAMS, validateChunkerParams, type ChunkerParams } from './chunker.ts';
+import {
+  BUNDLE_HEADER_SIZE,
+  encodeHeader,
+  encodeIndexSection,
+  payloadOffsetFor,
+} from './bundle-format.ts';
+import {
+  chunkStream,
+  DEFAULT_CHUNKER_PARAMS,
+  validateChunkerParams,
+  type ChunkerParams,
+} from './chunker.ts';
 import { serializeChunkIndex, type ChunkIndexEntry } from './chunk-index.ts';
 import { detectImageType } from './image-type.ts';
-import { MANIFEST_FORMAT_VERSION, validateManifest, type ImageType, type Manifest, type ManifestImage } from './manifest.ts';
+import {
+  MANIFEST_FORMAT_VERSION,
+  validateManifest,
+  type ImageType,
+  type Manifest,
+  type ManifestImage,
+} from './manifest.ts';
 import type { PrivateKey } from './keys.ts';
 import { serializeEnvelope, signManifest } from './signature.ts';
 import { computeVerity, deriveVeritySalt } from './verity.ts';
@@ -87,12 +103,20 @@ async function addChunk(w: PayloadWriter, id: string, data: Buffer, level: numbe
   if (w.queue.length >= 16) await w.queue.shift();
 }
 
-async function chunkImage(input: BundleImageInput, w: PayloadWriter, opts: CreateBundleOptions, params: ChunkerParams) {
+async function chunkImage(
+  input: BundleImageInput,
+  w: PayloadWriter,
+  opts: CreateBundleOptions,
+  params: ChunkerParams,
+) {
   const total = (await stat(input.path)).size;
   const hash = createHash('sha256');
   const entries: ChunkIndexEntry[] = [];
   let done = 0;
-  for await (const c of chunkStream(createReadStream(input.path, { highWaterMark: 1 << 20 }), params)) {
+  for await (const c of chunkStream(
+    createReadStream(input.path, { highWaterMark: 1 << 20 }),
+    params,
+  )) {
     hash.update(c.data);
     entries.push({ id: c.id, size: c.size });
     await addChunk(w, c.id, c.data, opts.compressionLevel ?? 3);
@@ -104,14 +128,33 @@ async function chunkImage(input: BundleImageInput, w: PayloadWriter, opts: Creat
   // The salt depends on the image alone, so rebuilding the bundle reproduces the same verity root.
   // A second pass (from the page cache, bounded memory) because the salt needs the image digest.
   const v = await computeVerity(input.path, deriveVeritySalt(sha256));
-  if (v.dataBlocks !== Math.ceil(total / 4096)) throw new FerryError('IO', `${input.path} changed size while being read`);
-  const indexBytes = serializeChunkIndex({ params, imageSize: total, imageSha256: sha256, chunks: entries });
+  if (v.dataBlocks !== Math.ceil(total / 4096))
+    throw new FerryError('IO', `${input.path} changed size while being read`);
+  const indexBytes = serializeChunkIndex({
+    params,
+    imageSize: total,
+    imageSha256: sha256,
+    chunks: entries,
+  });
   const image: ManifestImage = {
     type: input.type ?? (await detectImageType(input.path)),
     size: total,
     sha256,
-    chunkIndex: { sha256: createHash('sha256').update(indexBytes).digest('hex'), size: indexBytes.length, chunks: entries.length },
-    verity: { format: 1, hashAlgorithm: 'sha256', dataBlockSize: 4096, hashBlockSize: 4096, dataBlocks: v.dataBlocks, rootHash: v.rootHash, salt: v.salt, treeSize: v.treeSize },
+    chunkIndex: {
+      sha256: createHash('sha256').update(indexBytes).digest('hex'),
+      size: indexBytes.length,
+      chunks: entries.length,
+    },
+    verity: {
+      format: 1,
+      hashAlgorithm: 'sha256',
+      dataBlockSize: 4096,
+      hashBlockSize: 4096,
+      dataBlocks: v.dataBlocks,
+      rootHash: v.rootHash,
+      salt: v.salt,
+      treeSize: v.treeSize,
+    },
   };
   return { image, indexBytes, chunkCount: entries.length };
 }
@@ -124,13 +167,21 @@ async function chunkImage(input: BundleImageInput, w: PayloadWriter, opts: Creat
  */
 export async function createBundle(opts: CreateBundleOptions): Promise<CreatedBundle> {
   if (opts.images.length === 0) throw new FerryError('USAGE', 'a bundle needs at least one image');
-  if (opts.keys.length === 0) throw new FerryError('USAGE', 'a bundle needs at least one signing key');
+  if (opts.keys.length === 0)
+    throw new FerryError('USAGE', 'a bundle needs at least one signing key');
   const params = validateChunkerParams(opts.chunker ?? DEFAULT_CHUNKER_PARAMS);
   const names = opts.images.map((i) => i.name);
-  if (new Set(names).size !== names.length) throw new FerryError('USAGE', 'an image class is given twice');
+  if (new Set(names).size !== names.length)
+    throw new FerryError('USAGE', 'an image class is given twice');
   const payloadPath = `${opts.out}.payload.tmp`;
   const outTmp = `${opts.out}.tmp`;
-  const w: PayloadWriter = { seen: new Set(), table: [], queue: [], fh: await open(payloadPath, 'w'), bytes: 0 };
+  const w: PayloadWriter = {
+    seen: new Set(),
+    table: [],
+    queue: [],
+    fh: await open(payloadPath, 'w'),
+    bytes: 0,
+  };
   try {
     const images: Record<string, ManifestImage> = {};
     const indexes = new Map<string, Buffer>();
@@ -158,12 +209,24 @@ export async function createBundle(opts: CreateBundleOptions): Promise<CreatedBu
     const index = encodeIndexSection(indexes, w.table);
     const payloadOffset = payloadOffsetFor(envelope.length, index.length);
     const head = Buffer.alloc(payloadOffset);
-    encodeHeader({ envelopeLength: envelope.length, indexLength: index.length, payloadOffset, payloadLength: w.bytes }).copy(head, 0);
+    encodeHeader({
+      envelopeLength: envelope.length,
+      indexLength: index.length,
+      payloadOffset,
+      payloadLength: w.bytes,
+    }).copy(head, 0);
     envelope.copy(head, BUNDLE_HEADER_SIZE);
     index.copy(head, BUNDLE_HEADER_SIZE + envelope.length);
     await writeOut(outTmp, head, payloadPath);
     await rename(outTmp, opts.out);
-    return { path: opts.out, size: payloadOffset + w.bytes, manifest, chunks, uniqueChunks: w.table.length, payloadBytes: w.bytes };
+    return {
+      path: opts.out,
+      size: payloadOffset + w.bytes,
+      manifest,
+      chunks,
+      uniqueChunks: w.table.length,
+      payloadBytes: w.bytes,
+    };
   } finally {
     await w.fh.close().catch(() => undefined);
     await rm(payloadPath, { force: true });
@@ -175,7 +238,8 @@ async function writeOut(path: string, head: Buffer, payloadPath: string): Promis
   const fh = await open(path, 'w', 0o644);
   try {
     await fh.write(head);
-    for await (const part of createReadStream(payloadPath, { highWaterMark: 4 << 20 })) await fh.write(part as Buffer);
+    for await (const part of createReadStream(payloadPath, { highWaterMark: 4 << 20 }))
+      await fh.write(part as Buffer);
     await fh.sync();
   } finally {
     await fh.close();

@@ -3,7 +3,12 @@ import assert from 'node:assert/strict';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { imageLikeBytes, tempDir } from '@ferry/testing';
-import { BUNDLE_HEADER_SIZE, decodeHeader, encodeHeader, payloadOffsetFor } from './bundle-format.ts';
+import {
+  BUNDLE_HEADER_SIZE,
+  decodeHeader,
+  encodeHeader,
+  payloadOffsetFor,
+} from './bundle-format.ts';
 import { openBundle, verifyBundle } from './bundle-reader.ts';
 import { FileSource } from './bundle-source.ts';
 
@@ -33,7 +38,10 @@ let bytes: Buffer;
 
 function keyring(threshold: number, ...idx: number[]): Keyring {
   const all = idx.map((i) => keys[i]!);
-  return { threshold, keys: new Map(all.map((k) => [k.keyId, parsePublicKey(pubPems[keys.indexOf(k)]!)])) };
+  return {
+    threshold,
+    keys: new Map(all.map((k) => [k.keyId, parsePublicKey(pubPems[keys.indexOf(k)]!)])),
+  };
 }
 const pubPems: string[] = [];
 
@@ -69,25 +77,41 @@ async function verdict(data: Buffer, ring: Keyring = ring1): Promise<ErrorCode |
 /** Re-assembles a bundle around a replacement envelope, fixing the header's offsets. */
 function withEnvelope(data: Buffer, envelope: Buffer): Buffer {
   const h = decodeHeader(data.subarray(0, BUNDLE_HEADER_SIZE), data.length);
-  const index = data.subarray(BUNDLE_HEADER_SIZE + h.envelopeLength, BUNDLE_HEADER_SIZE + h.envelopeLength + h.indexLength);
+  const index = data.subarray(
+    BUNDLE_HEADER_SIZE + h.envelopeLength,
+    BUNDLE_HEADER_SIZE + h.envelopeLength + h.indexLength,
+  );
   const payload = data.subarray(h.payloadOffset);
   const payloadOffset = payloadOffsetFor(envelope.length, index.length);
   const head = Buffer.alloc(payloadOffset);
-  encodeHeader({ envelopeLength: envelope.length, indexLength: index.length, payloadOffset, payloadLength: payload.length }).copy(head);
+  encodeHeader({
+    envelopeLength: envelope.length,
+    indexLength: index.length,
+    payloadOffset,
+    payloadLength: payload.length,
+  }).copy(head);
   envelope.copy(head, BUNDLE_HEADER_SIZE);
   index.copy(head, BUNDLE_HEADER_SIZE + envelope.length);
   return Buffer.concat([head, payload]);
 }
 
-function envelopeOf(data: Buffer): { signed: Record<string, unknown>; signatures: Array<{ keyid: string; sig: string }> } {
+function envelopeOf(data: Buffer): {
+  signed: Record<string, unknown>;
+  signatures: Array<{ keyid: string; sig: string }>;
+} {
   const h = decodeHeader(data.subarray(0, BUNDLE_HEADER_SIZE), data.length);
-  return JSON.parse(data.subarray(BUNDLE_HEADER_SIZE, BUNDLE_HEADER_SIZE + h.envelopeLength).toString('utf8')) as ReturnType<typeof envelopeOf>;
+  return JSON.parse(
+    data.subarray(BUNDLE_HEADER_SIZE, BUNDLE_HEADER_SIZE + h.envelopeLength).toString('utf8'),
+  ) as ReturnType<typeof envelopeOf>;
 }
 
 /** Signs arbitrary (possibly invalid) manifest JSON with key 0. */
 function signed(manifest: unknown, signer = keys[0]!): Buffer {
   const payload = canonicalBytes(manifest);
-  return canonicalBytes({ signed: manifest, signatures: signPayload('manifest', payload, [signer]) });
+  return canonicalBytes({
+    signed: manifest,
+    signatures: signPayload('manifest', payload, [signer]),
+  });
 }
 
 before(async () => {
@@ -129,9 +153,20 @@ describe('bundle', () => {
     });
     it('keeps two images that share chunks apart', async () => {
       const out = join(dir, 'two.fbd');
-      await createBundle(opts({ out, images: [{ name: 'rootfs', path: image }, { name: 'app', path: image }] }));
+      await createBundle(
+        opts({
+          out,
+          images: [
+            { name: 'rootfs', path: image },
+            { name: 'app', path: image },
+          ],
+        }),
+      );
       const r = await onFile(out, (s) => verifyBundle(s, ring1));
-      assert.deepEqual(r.images.map((i) => i.name), ['app', 'rootfs']);
+      assert.deepEqual(
+        r.images.map((i) => i.name),
+        ['app', 'rootfs'],
+      );
     });
     it('reads the manifest without reading the payload', async () => {
       const src = new FileSource(bundle);
@@ -166,7 +201,7 @@ describe('bundle', () => {
     it('refuses a non-zero padding byte with BUNDLE_LAYOUT', async () => {
       const h = decodeHeader(bytes.subarray(0, BUNDLE_HEADER_SIZE), bytes.length);
       const copy = Buffer.from(bytes);
-      copy[h.payloadOffset - 1]! = 1;
+      copy[h.payloadOffset - 1] = 1;
       assert.equal(await verdict(copy), 'BUNDLE_LAYOUT');
     });
   });
@@ -174,13 +209,31 @@ describe('bundle', () => {
   describe('when truncated or extended', () => {
     it('refuses truncation at every offset tried with BUNDLE_TRUNCATED', async () => {
       const h = decodeHeader(bytes.subarray(0, BUNDLE_HEADER_SIZE), bytes.length);
-      const cuts = [0, 1, 7, 8, 9, 63, 64, 65, 200, h.payloadOffset - 1, h.payloadOffset, h.payloadOffset + 1, bytes.length - 1];
+      const cuts = [
+        0,
+        1,
+        7,
+        8,
+        9,
+        63,
+        64,
+        65,
+        200,
+        h.payloadOffset - 1,
+        h.payloadOffset,
+        h.payloadOffset + 1,
+        bytes.length - 1,
+      ];
       for (let c = 4096; c < bytes.length; c += 65536) cuts.push(c);
-      for (const cut of cuts) assert.equal(await verdict(bytes.subarray(0, cut)), 'BUNDLE_TRUNCATED', `cut at ${cut}`);
+      for (const cut of cuts)
+        assert.equal(await verdict(bytes.subarray(0, cut)), 'BUNDLE_TRUNCATED', `cut at ${cut}`);
     });
     it('refuses appended bytes with BUNDLE_TRAILING_DATA', async () => {
       assert.equal(await verdict(Buffer.concat([bytes, Buffer.from([0])])), 'BUNDLE_TRAILING_DATA');
-      assert.equal(await verdict(Buffer.concat([bytes, Buffer.alloc(8192, 7)])), 'BUNDLE_TRAILING_DATA');
+      assert.equal(
+        await verdict(Buffer.concat([bytes, Buffer.alloc(8192, 7)])),
+        'BUNDLE_TRAILING_DATA',
+      );
     });
   });
 
@@ -198,14 +251,20 @@ describe('bundle', () => {
       assert.equal(await verdict(two, keyring(2, 0, 1, 2)), 'OK');
       const env = envelopeOf(two);
       env.signatures = [env.signatures[0]!, env.signatures[0]!];
-      assert.equal(await verdict(withEnvelope(two, canonicalBytes(env)), keyring(2, 0, 1, 2)), 'BUNDLE_SIGNATURE_THRESHOLD');
+      assert.equal(
+        await verdict(withEnvelope(two, canonicalBytes(env)), keyring(2, 0, 1, 2)),
+        'BUNDLE_SIGNATURE_THRESHOLD',
+      );
     });
     it('refuses a signature copied from another bundle', async () => {
       const other = join(dir, 'other.fbd');
       await createBundle(opts({ out: other, version: '1.0.1', releaseCounter: 8 }));
       const env = envelopeOf(bytes);
       env.signatures = envelopeOf(await readFile(other)).signatures;
-      assert.equal(await verdict(withEnvelope(bytes, canonicalBytes(env))), 'BUNDLE_SIGNATURE_INVALID');
+      assert.equal(
+        await verdict(withEnvelope(bytes, canonicalBytes(env))),
+        'BUNDLE_SIGNATURE_INVALID',
+      );
     });
     it('refuses an unsigned bundle', async () => {
       const env = envelopeOf(bytes);
@@ -221,19 +280,30 @@ describe('bundle', () => {
       assert.equal(await verdict(withEnvelope(bytes, canonicalBytes(env))), 'MANIFEST_TOO_LARGE');
     });
     it('refuses a deeply nested manifest without overflowing the stack', async () => {
-      const deep = Buffer.from(`{"signatures":[],"signed":${'['.repeat(50000)}${']'.repeat(50000)}}`);
+      const deep = Buffer.from(
+        `{"signatures":[],"signed":${'['.repeat(50000)}${']'.repeat(50000)}}`,
+      );
       assert.equal(await verdict(withEnvelope(bytes, deep)), 'MANIFEST_TOO_DEEP');
     });
     it('refuses malformed JSON', async () => {
-      assert.equal(await verdict(withEnvelope(bytes, Buffer.from('{"signatures":[],"signed":{'))), 'JSON_MALFORMED');
+      assert.equal(
+        await verdict(withEnvelope(bytes, Buffer.from('{"signatures":[],"signed":{'))),
+        'JSON_MALFORMED',
+      );
     });
     it('refuses an unknown manifest format version even when correctly signed', async () => {
       const env = envelopeOf(bytes);
-      assert.equal(await verdict(withEnvelope(bytes, signed({ ...env.signed, format: 2 }))), 'MANIFEST_FORMAT_VERSION');
+      assert.equal(
+        await verdict(withEnvelope(bytes, signed({ ...env.signed, format: 2 }))),
+        'MANIFEST_FORMAT_VERSION',
+      );
     });
     it('refuses a signed manifest that breaks the schema', async () => {
       const env = envelopeOf(bytes);
-      assert.equal(await verdict(withEnvelope(bytes, signed({ ...env.signed, releaseCounter: -1 }))), 'MANIFEST_SCHEMA');
+      assert.equal(
+        await verdict(withEnvelope(bytes, signed({ ...env.signed, releaseCounter: -1 }))),
+        'MANIFEST_SCHEMA',
+      );
     });
     it('refuses an unknown bundle format version', async () => {
       const copy = Buffer.from(bytes);
@@ -241,7 +311,10 @@ describe('bundle', () => {
       assert.equal(await verdict(copy), 'BUNDLE_FORMAT_VERSION');
     });
     it('refuses a file that is not a bundle', async () => {
-      assert.equal(await verdict(Buffer.from('hsqs not a bundle at all, just some bytes')), 'BUNDLE_MAGIC');
+      assert.equal(
+        await verdict(Buffer.from('hsqs not a bundle at all, just some bytes')),
+        'BUNDLE_MAGIC',
+      );
     });
   });
 
@@ -264,14 +337,26 @@ describe('bundle', () => {
       const other = await readFile(out);
       const h = decodeHeader(bytes.subarray(0, BUNDLE_HEADER_SIZE), bytes.length);
       const ho = decodeHeader(other.subarray(0, BUNDLE_HEADER_SIZE), other.length);
-      const idx = bytes.subarray(BUNDLE_HEADER_SIZE + h.envelopeLength, BUNDLE_HEADER_SIZE + h.envelopeLength + h.indexLength);
-      const oidx = other.subarray(BUNDLE_HEADER_SIZE + ho.envelopeLength, BUNDLE_HEADER_SIZE + ho.envelopeLength + ho.indexLength);
+      const idx = bytes.subarray(
+        BUNDLE_HEADER_SIZE + h.envelopeLength,
+        BUNDLE_HEADER_SIZE + h.envelopeLength + h.indexLength,
+      );
+      const oidx = other.subarray(
+        BUNDLE_HEADER_SIZE + ho.envelopeLength,
+        BUNDLE_HEADER_SIZE + ho.envelopeLength + ho.indexLength,
+      );
       const copy = Buffer.from(bytes);
       // Splice the other chunk index over ours (name "rootfs" and lengths are the same).
       const recordEnd = 4 + 1 + 6 + 8 + Number(oidx.readBigUInt64LE(4 + 1 + 6));
       assert.equal(recordEnd, 4 + 1 + 6 + 8 + Number(idx.readBigUInt64LE(4 + 1 + 6)));
       oidx.subarray(4, recordEnd).copy(copy, BUNDLE_HEADER_SIZE + h.envelopeLength + 4);
-      assert.notDeepEqual(idx, copy.subarray(BUNDLE_HEADER_SIZE + h.envelopeLength, BUNDLE_HEADER_SIZE + h.envelopeLength + h.indexLength));
+      assert.notDeepEqual(
+        idx,
+        copy.subarray(
+          BUNDLE_HEADER_SIZE + h.envelopeLength,
+          BUNDLE_HEADER_SIZE + h.envelopeLength + h.indexLength,
+        ),
+      );
       assert.equal(await verdict(copy), 'CHUNK_INDEX_MISMATCH');
     });
   });

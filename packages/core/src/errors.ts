@@ -24,6 +24,7 @@ export const ERROR_CODES = {
   MANIFEST_FORMAT_VERSION: 'a manifest has a format version this Ferry does not know',
   // Keys and signatures
   KEY_INVALID: 'a key file is not an ed25519 key in PEM form',
+  KEY_EXISTS: 'a key file already exists; Ferry never overwrites keys',
   KEY_PERMISSIONS: 'a private key file is accessible to group or others',
   KEYRING_INVALID: 'a keyring file or directory is malformed',
   BUNDLE_UNSIGNED: 'a bundle carries no signature',

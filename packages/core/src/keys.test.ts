@@ -120,15 +120,15 @@ describe('writeKeyPair and loadPrivateKey', () => {
     });
   });
   describe('when either file exists', () => {
-    it('throws IO and leaves the existing files alone', async () => {
+    it('throws KEY_EXISTS and leaves the existing files alone', async () => {
       const prefix = join(dir, 'taken');
       await writeFile(`${prefix}.pub`, 'keep');
-      await assert.rejects(writeKeyPair(prefix), (e) => isFerryError(e, 'IO'));
+      await assert.rejects(writeKeyPair(prefix), (e) => isFerryError(e, 'KEY_EXISTS'));
       assert.equal(await readFile(`${prefix}.pub`, 'utf8'), 'keep');
       await assert.rejects(stat(`${prefix}.key`));
       const first = await writeKeyPair(join(dir, 'once'));
       const before = await readFile(first.privatePath);
-      await assert.rejects(writeKeyPair(join(dir, 'once')), (e) => isFerryError(e, 'IO'));
+      await assert.rejects(writeKeyPair(join(dir, 'once')), (e) => isFerryError(e, 'KEY_EXISTS'));
       assert.deepEqual(await readFile(first.privatePath), before);
     });
   });

@@ -180,6 +180,10 @@ async function writeNewFile(path: string, data: string, mode: number): Promise<v
   }
   try {
     await link(tmp, path); // link(2) fails with EEXIST instead of replacing: no clobbering race
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST')
+      throw new FerryError('KEY_EXISTS', `${path} exists: refusing to overwrite it`, { cause: e });
+    throw e;
   } finally {
     await rm(tmp, { force: true });
   }
@@ -192,12 +196,12 @@ async function refuseExisting(path: string): Promise<void> {
     () => true,
     () => false,
   );
-  if (exists) throw new FerryError('IO', `${path} exists: refusing to overwrite it`);
+  if (exists) throw new FerryError('KEY_EXISTS', `${path} exists: refusing to overwrite it`);
 }
 
 /**
  * Generates a key pair and writes PREFIX.key (PKCS#8, mode 0600) and PREFIX.pub (SPKI). Each is
- * written atomically; IO if either exists already (nothing is overwritten) or on write errors.
+ * written atomically; KEY_EXISTS if either exists already (nothing is overwritten), IO on write errors.
  *
  * @example
  * const { keyId, privatePath } = await writeKeyPair('keys/release-2026');

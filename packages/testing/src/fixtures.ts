@@ -35,7 +35,9 @@ export function imageLikeBytes(size: number, seed: number): Buffer {
 }
 
 /** A temp dir removed by the returned cleanup. */
-export async function tempDir(prefix = 'ferry-test-'): Promise<{ dir: string; cleanup: () => Promise<void> }> {
+export async function tempDir(
+  prefix = 'ferry-test-',
+): Promise<{ dir: string; cleanup: () => Promise<void> }> {
   const dir = await mkdtemp(join(tmpdir(), prefix));
   return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
 }

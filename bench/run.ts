@@ -1,0 +1,40 @@
+/**
+ * `npm run bench`: every benchmark, peers side by side on the same data in the same run.
+ *
+ *   node bench/run.ts [--quick] [--json FILE]
+ *
+ * 1. chunk + hash (+ zstd store) throughput on a 1 GiB image against `casync make`;
+ * 2. bundle creation against plain `mksquashfs` of a Debian tree (needs `npm run bench:data`).
+ * --quick uses a 256 MiB image and skips the fsync run.
+ */
+import { stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { formatChunkingBench, runChunkingBench } from './chunking.ts';
+import { formatBundleBench, runBundleBench } from './bundle.ts';
+
+const { values } = parseArgs({ options: { quick: { type: 'boolean' }, json: { type: 'string' } } });
+const results: Record<string, unknown> = {};
+
+console.log('== chunking: Ferry vs casync ==');
+const chunking = await runChunkingBench({
+  sizeMiB: values.quick ? 256 : 1024,
+  casync: true,
+  fsyncRun: !values.quick,
+  log: (line) => console.error(line),
+});
+results.chunking = chunking;
+console.log(formatChunkingBench(chunking));
+
+console.log('\n== bundle creation: Ferry vs mksquashfs ==');
+const tree = join(import.meta.dirname, '..', '.cache', 'bench-data', 'rootfs-v2');
+if (await stat(tree).catch(() => undefined)) {
+  const bundle = await runBundleBench(tree);
+  results.bundle = bundle;
+  console.log(formatBundleBench(bundle));
+} else {
+  console.log(
+    `skipped: ${tree} is missing; run 'npm run bench:data' first (debootstrap, about 2 minutes)`,
+  );
+}
+if (values.json) await writeFile(values.json, JSON.stringify(results, null, 2));
