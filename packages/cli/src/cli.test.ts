@@ -119,4 +119,30 @@ describe('ferry CLI', () => {
       assert.equal(head.toString('latin1', 0, 4), 'hsqs');
     });
   });
+
+  describe('when running the demo (the main job)', () => {
+    it(
+      'builds, signs and verifies two releases and finds most of v2 in v1',
+      needs('mksquashfs'),
+      () => {
+        const r = ferry('demo', '--dir', 'demo', '--json');
+        assert.equal(r.status, 0, r.stderr);
+        const s = JSON.parse(r.stdout) as {
+          verified: string[];
+          update: {
+            chunks: number;
+            missingChunks: number;
+            downloadBytes: number;
+            fullBytes: number;
+          };
+        };
+        assert.deepEqual(s.verified, ['rootfs']);
+        assert.ok(
+          s.update.missingChunks > 0 && s.update.missingChunks < s.update.chunks / 2,
+          JSON.stringify(s.update),
+        );
+        assert.ok(s.update.downloadBytes < s.update.fullBytes / 2);
+      },
+    );
+  });
 });

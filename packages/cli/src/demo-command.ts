@@ -88,7 +88,9 @@ export const demo: CommandSpec = {
         out: join(dir, `rootfs-${r.version}.sqfs`),
         sourceDateEpoch: 1700000000,
       });
-      say(`2. image ${img.path}: ${img.size} bytes, sha256 ${img.sha256.slice(0, 16)}...`);
+      say(
+        `2. release ${r.version}: image ${img.path}, ${img.size} bytes, sha256 ${img.sha256.slice(0, 16)}...`,
+      );
       const b = await createBundle({
         images: [{ name: 'rootfs', path: img.path }],
         compatible: 'ferry-demo',
@@ -98,7 +100,7 @@ export const demo: CommandSpec = {
         out: join(dir, `demo-${r.version}.fbd`),
         created: '2026-01-01T00:00:00Z',
       });
-      say(`3. bundle ${b.path}: ${b.size} bytes, ${b.chunks} chunks`);
+      say(`3. release ${r.version}: signed bundle ${b.path}, ${b.size} bytes, ${b.chunks} chunks`);
       bundles.push(b.path);
     }
     const keyring = await loadKeyring(`${keyPrefix}.pub`);
@@ -128,8 +130,9 @@ export const demo: CommandSpec = {
       [
         `5. a device holding 1.0.0 needs ${missing.length} of ${chunks2.length} chunks of 1.1.0: ${needBytes} of ${b2!.header.payloadLength} compressed bytes`,
         '',
-        'Next: ferry bundle info ' + bundles[1],
-        `      ferry bundle verify --keyring ${keyPrefix}.pub ${bundles[1]}`,
+        'Next (alias ferry=packages/cli/bin/ferry):',
+        `  ferry bundle info ${bundles[1]}`,
+        `  ferry bundle verify --keyring ${keyPrefix}.pub ${bundles[1]}`,
       ].join('\n'),
     );
   },
