@@ -10,7 +10,14 @@ import {
   type BundleImageInput,
   type OpenedBundle,
 } from '@ferry/core';
-import { str, strs, type CommandSpec } from './command.ts';
+import { str, strs, type CommandSpec, type OptionSpec } from './command.ts';
+
+const KEYRING_OPTION: OptionSpec = {
+  type: 'string',
+  placeholder: 'PATH',
+  description:
+    'trusted keys: a dir of .pub files (+ optional `threshold` file), a JSON keyring, or one .pub',
+};
 
 function parseImages(specs: string[]): BundleImageInput[] {
   if (specs.length === 0)
@@ -152,12 +159,7 @@ export const bundleInfo: CommandSpec = {
     'Reads only the header, manifest and indexes (for a URL: a few range requests). With --keyring the signatures are checked too; `bundle verify` checks every byte.',
   positionals: [{ name: 'BUNDLE', description: 'bundle file or http(s) URL' }],
   options: {
-    keyring: {
-      type: 'string',
-      placeholder: 'PATH',
-      description:
-        'keyring (dir of .pub files, JSON keyring, or one .pub) to check signatures against',
-    },
+    keyring: KEYRING_OPTION,
   },
   json: true,
   examples: [
@@ -183,12 +185,7 @@ export const bundleVerify: CommandSpec = {
     'Exits 0 only if the signature threshold of the keyring is met and every chunk, image SHA-256 and dm-verity root hash matches the signed manifest.',
   positionals: [{ name: 'BUNDLE', description: 'bundle file or http(s) URL' }],
   options: {
-    keyring: {
-      type: 'string',
-      placeholder: 'PATH',
-      description:
-        'keyring: dir of .pub files (+ optional `threshold` file), JSON keyring, or one .pub',
-    },
+    keyring: KEYRING_OPTION,
   },
   json: true,
   examples: ['ferry bundle verify --keyring keys/ gw-1.2.0.fbd'],

@@ -144,6 +144,21 @@ export function decodeHeader(b: Buffer, fileSize: number): BundleHeader {
   return h;
 }
 
+/** Header, envelope, index section and zero padding: every byte of a bundle before its payload. */
+export function encodeBundleHead(envelope: Buffer, index: Buffer, payloadLength: number): Buffer {
+  const payloadOffset = payloadOffsetFor(envelope.length, index.length);
+  const head = Buffer.alloc(payloadOffset);
+  encodeHeader({
+    envelopeLength: envelope.length,
+    indexLength: index.length,
+    payloadOffset,
+    payloadLength,
+  }).copy(head, 0);
+  envelope.copy(head, BUNDLE_HEADER_SIZE);
+  index.copy(head, BUNDLE_HEADER_SIZE + envelope.length);
+  return head;
+}
+
 /** Index section: u32 image count; per image u8 name length, name, u64 index length, index; then the payload table. */
 export function encodeIndexSection(
   chunkIndexes: Map<string, Buffer>,

@@ -8,15 +8,8 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
-import { promisify } from 'node:util';
-import { zstdCompress, constants as zc } from 'node:zlib';
 import { FerryError, withContext } from './errors.ts';
-import {
-  BUNDLE_HEADER_SIZE,
-  encodeHeader,
-  encodeIndexSection,
-  payloadOffsetFor,
-} from './bundle-format.ts';
+import { encodeBundleHead, encodeIndexSection } from './bundle-format.ts';
 import {
   chunkStream,
   DEFAULT_CHUNKER_PARAMS,
@@ -24,6 +17,7 @@ import {
   type ChunkerParams,
 } from './chunker.ts';
 import { serializeChunkIndex, type ChunkIndexEntry } from './chunk-index.ts';
+import { compressChunkAsync, DEFAULT_CHUNK_ZSTD_LEVEL } from './chunk-codec.ts';
 import { detectImageType } from './image-type.ts';
 import {
   MANIFEST_FORMAT_VERSION,
@@ -35,8 +29,6 @@ import {
 import type { PrivateKey } from './keys.ts';
 import { serializeEnvelope, signManifest } from './signature.ts';
 import { computeVerity, deriveVeritySalt } from './verity.ts';
-
-const compress = promisify(zstdCompress);
 
 export interface BundleImageInput {
   /** Slot class the image is for (rootfs, boot, app, ...). */
@@ -90,7 +82,7 @@ interface PayloadWriter {
 async function addChunk(w: PayloadWriter, id: string, data: Buffer, level: number): Promise<void> {
   if (w.seen.has(id)) return;
   w.seen.add(id);
-  const compressed = compress(data, { params: { [zc.ZSTD_c_compressionLevel]: level } });
+  const compressed = compressChunkAsync(data, level);
   const previous = w.queue.at(-1) ?? Promise.resolve();
   const done = (async () => {
     const frame = await compressed;
@@ -119,7 +111,7 @@ async function chunkImage(
   )) {
     hash.update(c.data);
     entries.push({ id: c.id, size: c.size });
-    await addChunk(w, c.id, c.data, opts.compressionLevel ?? 3);
+    await addChunk(w, c.id, c.data, opts.compressionLevel ?? DEFAULT_CHUNK_ZSTD_LEVEL);
     done += c.size;
     opts.onProgress?.({ image: input.name, done, total });
   }
@@ -207,21 +199,12 @@ export async function createBundle(opts: CreateBundleOptions): Promise<CreatedBu
     });
     const envelope = serializeEnvelope(signManifest(manifest, opts.keys));
     const index = encodeIndexSection(indexes, w.table);
-    const payloadOffset = payloadOffsetFor(envelope.length, index.length);
-    const head = Buffer.alloc(payloadOffset);
-    encodeHeader({
-      envelopeLength: envelope.length,
-      indexLength: index.length,
-      payloadOffset,
-      payloadLength: w.bytes,
-    }).copy(head, 0);
-    envelope.copy(head, BUNDLE_HEADER_SIZE);
-    index.copy(head, BUNDLE_HEADER_SIZE + envelope.length);
+    const head = encodeBundleHead(envelope, index, w.bytes);
     await writeOut(outTmp, head, payloadPath);
     await rename(outTmp, opts.out);
     return {
       path: opts.out,
-      size: payloadOffset + w.bytes,
+      size: head.length + w.bytes,
       manifest,
       chunks,
       uniqueChunks: w.table.length,

@@ -3,12 +3,7 @@ import assert from 'node:assert/strict';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { imageLikeBytes, tempDir } from '@ferry/testing';
-import {
-  BUNDLE_HEADER_SIZE,
-  decodeHeader,
-  encodeHeader,
-  payloadOffsetFor,
-} from './bundle-format.ts';
+import { BUNDLE_HEADER_SIZE, decodeHeader, encodeBundleHead } from './bundle-format.ts';
 import { openBundle, verifyBundle } from './bundle-reader.ts';
 import { FileSource } from './bundle-source.ts';
 
@@ -82,16 +77,7 @@ function withEnvelope(data: Buffer, envelope: Buffer): Buffer {
     BUNDLE_HEADER_SIZE + h.envelopeLength + h.indexLength,
   );
   const payload = data.subarray(h.payloadOffset);
-  const payloadOffset = payloadOffsetFor(envelope.length, index.length);
-  const head = Buffer.alloc(payloadOffset);
-  encodeHeader({
-    envelopeLength: envelope.length,
-    indexLength: index.length,
-    payloadOffset,
-    payloadLength: payload.length,
-  }).copy(head);
-  envelope.copy(head, BUNDLE_HEADER_SIZE);
-  index.copy(head, BUNDLE_HEADER_SIZE + envelope.length);
+  const head = encodeBundleHead(envelope, Buffer.from(index), payload.length);
   return Buffer.concat([head, payload]);
 }
 
