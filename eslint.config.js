@@ -30,7 +30,7 @@ export default tseslint.config(
   },
   { files: ['**/*.js', '**/*.mjs'], ...tseslint.configs.disableTypeChecked },
   {
-    files: ['**/*.test.ts'],
+    files: ['**/*.test.ts', 'packages/testing/src/*-conformance.ts'],
     rules: {
       '@typescript-eslint/no-floating-promises': [
         'error',

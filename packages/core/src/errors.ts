@@ -51,6 +51,14 @@ export const ERROR_CODES = {
   IMAGE_SIZE_MISMATCH: 'an image does not have the size the manifest signs',
   VERITY_MISMATCH: 'the dm-verity root hash of an image differs from the signed one',
   VERITY_PARAMS_INVALID: 'dm-verity input is out of range (empty image, salt over 256 bytes)',
+  // Device configuration, state and bootloaders
+  CONFIG_INVALID:
+    'the device configuration (system.toml) is malformed, has unknown keys or breaks a rule',
+  STATE_INVALID: 'the device state file is unreadable or malformed',
+  BOOTLOADER_SLOT_UNKNOWN: 'a bootname is not one of the configured bootable slots',
+  BOOTLOADER_STATE_INVALID: 'the bootloader environment or state is corrupt or inconsistent',
+  BOOTLOADER_FAILED:
+    'a bootloader tool (grub-editenv, fw_setenv, efibootmgr, custom backend, ...) failed',
   // Image building
   IMAGE_INPUT_INVALID:
     'the input to an image build is not a directory, tarball or OCI image Ferry can read',

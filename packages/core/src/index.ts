@@ -26,3 +26,4 @@ export * from './bundle-format.ts';
 export * from './bundle-source.ts';
 export * from './bundle-reader.ts';
 export * from './bundle-writer.ts';
+export * from './atomic-file.ts';

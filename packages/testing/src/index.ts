@@ -1,3 +1,8 @@
 export { have, needs, type Capability } from './capabilities.ts';
 export { imageLikeBytes, pseudoRandomBytes, tempDir } from './fixtures.ts';
 export { startNginx, type Nginx } from './nginx.ts';
+export {
+  bootloaderConformance,
+  type BootloaderFixture,
+  type ConformanceOptions,
+} from './bootloader-conformance.ts';

@@ -1,0 +1,48 @@
+/**
+ * The bootloader interface: every backend (grub, uboot, systemd-boot, barebox, efi, custom,
+ * file) implements these five verbs, which are RAUC's custom-backend verbs, and passes the one
+ * conformance suite in @ferry/testing. Backends are chosen through BOOTLOADERS (bootloaders.ts),
+ * never through `if` chains.
+ *
+ * Semantics (shared by all backends):
+ * - `setPrimary(b, n)`: the next boot tries slot `b` first, with `n` attempts; other slots keep
+ *   their relative order behind it. The slot counts as good while it has attempts left.
+ * - `setState(b, 'good')`: the slot is committed: it stays bootable with no counting (or with its
+ *   attempts reset to the full count), and keeps its place in the order.
+ * - `setState(b, 'bad')`: the slot is never tried again until it is made primary again.
+ * - `getState(b)`: 'good' when the bootloader would still boot it, 'bad' otherwise, with the
+ *   attempts left where the backend counts them.
+ * - `getPrimary()`: the slot the next boot tries first among good slots, or undefined.
+ * - `getCurrent()` (optional): what the bootloader itself says was booted this time.
+ */
+export type SlotBootState = 'good' | 'bad';
+
+export interface BootState {
+  state: SlotBootState;
+  /** Boot attempts left, where the backend counts them; undefined for committed slots. */
+  attemptsLeft?: number;
+}
+
+export interface Bootloader {
+  /** Backend name, as in system.toml. */
+  readonly name: string;
+  getPrimary(): Promise<string | undefined>;
+  setPrimary(bootname: string, attempts: number): Promise<void>;
+  getState(bootname: string): Promise<BootState>;
+  setState(bootname: string, state: SlotBootState): Promise<void>;
+  getCurrent?(): Promise<string | undefined>;
+}
+
+/** What a backend factory gets: its own options table from system.toml and context. */
+export interface BootloaderContext {
+  /** Every path in the options is resolved against this root (tests use a temp dir). */
+  root: string;
+  /** Bootnames of the bootable slots, in configuration order (e.g. ['A', 'B']). */
+  bootnames: string[];
+  /** Backend options from [bootloader.<name>] in system.toml (already key-checked by the backend). */
+  options: Record<string, unknown>;
+  /** Default number of boot attempts for a new slot. */
+  attempts: number;
+}
+
+export type BootloaderFactory = (ctx: BootloaderContext) => Bootloader;

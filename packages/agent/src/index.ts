@@ -1,0 +1,2 @@
+export * from './bootloader.ts';
+export { FileBootloader, bootModel } from './bootloader-file.ts';
