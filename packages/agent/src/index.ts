@@ -1,2 +1,12 @@
 export * from './bootloader.ts';
 export { FileBootloader, bootModel } from './bootloader-file.ts';
+export { BOOTLOADERS, createBootloader } from './bootloaders.ts';
+export * from './config.ts';
+export * from './state.ts';
+export * from './booted.ts';
+export * from './health.ts';
+export * from './install-plan.ts';
+export * from './install.ts';
+export * from './seeds.ts';
+export * from './slot-device.ts';
+export * from './agent.ts';

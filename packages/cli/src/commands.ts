@@ -2,6 +2,15 @@
 import type { CommandSpec } from './command.ts';
 import { bundleCreate, bundleInfo, bundleVerify } from './bundle-commands.ts';
 import { demo } from './demo-command.ts';
+import {
+  bootCheck,
+  install,
+  markActive,
+  markBad,
+  markGood,
+  rollback,
+  status,
+} from './device-commands.ts';
 import { imageBuild } from './image-commands.ts';
 import { keyGenerate } from './key-commands.ts';
 
@@ -11,5 +20,12 @@ export const COMMANDS: CommandSpec[] = [
   bundleInfo,
   bundleVerify,
   keyGenerate,
+  status,
+  install,
+  bootCheck,
+  markGood,
+  markBad,
+  markActive,
+  rollback,
   demo,
 ];

@@ -59,6 +59,20 @@ export const ERROR_CODES = {
   BOOTLOADER_STATE_INVALID: 'the bootloader environment or state is corrupt or inconsistent',
   BOOTLOADER_FAILED:
     'a bootloader tool (grub-editenv, fw_setenv, efibootmgr, custom backend, ...) failed',
+  // Installing
+  BUNDLE_INCOMPATIBLE: "the bundle's compatible string is not this device's",
+  BUNDLE_DOWNGRADE:
+    'the bundle has a lower release counter than this device has installed (rollback attack)',
+  BUNDLE_REINSTALL: 'the bundle is the release already installed and the policy refuses reinstalls',
+  BOOTED_SLOT_UNKNOWN: 'the booted slot cannot be determined (kernel command line, root device)',
+  INSTALL_NO_TARGET: 'no inactive slot can take an image of the bundle',
+  INSTALL_TARGET_BOOTED:
+    'the install target is the booted slot (refused whatever the configuration says)',
+  INSTALL_SLOT_MISSING: 'a target slot device does not exist',
+  INSTALL_SLOT_TOO_SMALL: 'an image (with its verity tree) does not fit its target slot',
+  INSTALL_VERIFY_FAILED: 'the slot read back after writing does not match the signed image',
+  HEALTH_CHECK_FAILED: 'a health check failed or timed out',
+  ROLLBACK_NO_TARGET: 'there is no other good, installed slot to roll back to',
   // Image building
   IMAGE_INPUT_INVALID:
     'the input to an image build is not a directory, tarball or OCI image Ferry can read',

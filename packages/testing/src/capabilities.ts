@@ -19,7 +19,16 @@ export type Capability =
   | 'casync'
   | 'mknod'
   | 'setfattr'
-  | 'nginx';
+  | 'nginx'
+  | 'sfdisk'
+  | 'bootctl'
+  | 'unshare'
+  | 'grub-editenv'
+  | 'grub-script-check'
+  | 'fw_printenv'
+  | 'fw_setenv'
+  | 'mkenvimage'
+  | 'mkimage';
 
 const cache = new Map<Capability, boolean>();
 

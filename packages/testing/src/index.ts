@@ -6,3 +6,10 @@ export {
   type BootloaderFixture,
   type ConformanceOptions,
 } from './bootloader-conformance.ts';
+export {
+  makeDevice,
+  readPartitions,
+  type DeviceFixture,
+  type DeviceFixtureOptions,
+  type Partition,
+} from './device-fixture.ts';

@@ -1,0 +1,267 @@
+/**
+ * The device configuration, `/etc/ferry/system.toml` (reference: docs/config.md). Read in four
+ * steps: TOML parse, schema (config-schema.ts), normalise (defaults, paths joined with the
+ * system root), rules (bootable slots, groups, overlaps). Every fault is CONFIG_INVALID with a
+ * message naming the key.
+ */
+import { isAbsolute, join } from 'node:path';
+import { parse, TomlError } from 'smol-toml';
+import { FerryError, readBoundedFile, withContext } from '@ferry/core';
+import { BOOTLOADER_NAMES, checkSchema, type RawConfig } from './config-schema.ts';
+
+export { BOOTLOADER_NAMES, CONFIG_KEYS, SLOT_NAME_RE } from './config-schema.ts';
+
+/** The largest system.toml accepted: a device config is a few hundred bytes. */
+export const MAX_CONFIG_BYTES = 64 * 1024;
+
+/** One slot: a region of a block device or image file that holds one image. */
+export interface SlotConfig {
+  /** `<class>.<index>`, e.g. "rootfs.0". */
+  name: string;
+  /** "rootfs", "boot", "app" ...: matches manifest image names. */
+  class: string;
+  /** Absolute path of a block device or image file, already joined with the system root. */
+  device: string;
+  /** Byte offset inside the device; a multiple of 512; default 0. */
+  offset: number;
+  /** Byte size of the slot region; default: device size - offset. */
+  size?: number;
+  /** Set on slots the bootloader selects (e.g. "A"); unique. */
+  bootname?: string;
+  /** The bootable slot this one belongs with (e.g. boot.0 -> rootfs.0). */
+  parent?: string;
+  /** A readonly slot is never an install target. */
+  readonly: boolean;
+}
+
+/** system.toml, normalised and checked. */
+export interface SystemConfig {
+  /** Where it was read from. */
+  path: string;
+  /** System root: '/' in production, a temp dir in tests; every path below is joined with it. */
+  root: string;
+  compatible: string;
+  /** Backend name and its [bootloader.<backend>] options (checked by the backend itself). */
+  bootloader: { backend: string; options: Record<string, unknown> };
+  bootAttempts: number;
+  dataDir: string;
+  keyring: string;
+  policy: { allowDowngrade: boolean; allowReinstall: boolean };
+  health: { dir: string; timeoutSeconds: number };
+  /** In file order. */
+  slots: SlotConfig[];
+}
+
+const BOOTNAME_RE = /^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$/;
+
+const invalid = (where: string, msg: string) => new FerryError('CONFIG_INVALID', `${where}${msg}`);
+
+/** An absolute path without `..` segments, joined with the root. */
+function rootPath(where: string, key: string, value: string, root: string): string {
+  // `..` could climb out of the system root a test or image build passes in.
+  if (!isAbsolute(value) || value.split('/').includes('..') || value.includes('\0'))
+    throw invalid(where, `${key} must be an absolute path without '..', not '${value}'`);
+  return join(root, value);
+}
+
+function intIn(
+  where: string,
+  key: string,
+  v: number | undefined,
+  def: number,
+  min: number,
+  max: number,
+): number {
+  const n = v ?? def;
+  if (n < min || n > max) throw invalid(where, `${key} must be in ${min}..${max}, not ${n}`);
+  return n;
+}
+
+function normaliseSlots(raw: RawConfig, root: string, where: string): SlotConfig[] {
+  return raw.slots.map((s) => {
+    const key = `[slot.${s.class}.${s.index}]`;
+    if (s.device === undefined) throw invalid(where, `${key} device is required`);
+    const offset = s.offset ?? 0;
+    if (offset < 0 || offset % 512 !== 0)
+      throw invalid(where, `${key} offset must be a non-negative multiple of 512, not ${offset}`);
+    if (s.size !== undefined && s.size <= 0)
+      throw invalid(where, `${key} size must be positive, not ${s.size}`);
+    if (s.bootname !== undefined && !BOOTNAME_RE.test(s.bootname))
+      throw invalid(where, `${key} bootname must match ${BOOTNAME_RE.source}, not '${s.bootname}'`);
+    return {
+      name: `${s.class}.${s.index}`,
+      class: s.class,
+      device: rootPath(where, `${key} device`, s.device, root),
+      offset,
+      ...(s.size !== undefined ? { size: s.size } : {}),
+      ...(s.bootname !== undefined ? { bootname: s.bootname } : {}),
+      ...(s.parent !== undefined ? { parent: s.parent } : {}),
+      readonly: s.readonly ?? false,
+    };
+  });
+}
+
+function normalise(raw: RawConfig, root: string, path: string, where: string): SystemConfig {
+  const { system: sys } = raw;
+  if (sys.compatible === undefined || sys.compatible.trim() === '')
+    throw invalid(where, '[system] compatible is required and must not be empty');
+  if (sys.bootloader === undefined) throw invalid(where, '[system] bootloader is required');
+  if (!(BOOTLOADER_NAMES as readonly string[]).includes(sys.bootloader))
+    throw invalid(
+      where,
+      `[system] bootloader must be one of ${BOOTLOADER_NAMES.join(', ')}, not '${sys.bootloader}'`,
+    );
+  for (const name of Object.keys(raw.bootloader))
+    if (name !== sys.bootloader)
+      throw invalid(
+        where,
+        `[bootloader.${name}] given but [system] bootloader is '${sys.bootloader}'`,
+      );
+  return {
+    path,
+    root,
+    compatible: sys.compatible,
+    bootloader: { backend: sys.bootloader, options: { ...raw.bootloader[sys.bootloader] } },
+    bootAttempts: intIn(where, '[system] boot-attempts', sys['boot-attempts'], 3, 1, 9),
+    dataDir: rootPath(
+      where,
+      '[system] data-directory',
+      sys['data-directory'] ?? '/var/lib/ferry',
+      root,
+    ),
+    keyring: rootPath(where, '[keyring] path', raw.keyring.path ?? '/etc/ferry/keyring', root),
+    policy: {
+      allowDowngrade: raw.policy['allow-downgrade'] ?? false,
+      allowReinstall: raw.policy['allow-reinstall'] ?? true,
+    },
+    health: {
+      dir: rootPath(
+        where,
+        '[health] directory',
+        raw.health.directory ?? '/etc/ferry/health.d',
+        root,
+      ),
+      timeoutSeconds: intIn(where, '[health] timeout', raw.health.timeout, 60, 1, 86400),
+    },
+    slots: normaliseSlots(raw, root, where),
+  };
+}
+
+function checkParents(c: SystemConfig, where: string): void {
+  const byName = new Map(c.slots.map((s) => [s.name, s]));
+  for (const s of c.slots) {
+    if (s.parent === undefined) continue;
+    const key = `[slot.${s.name}] parent`;
+    const parent = byName.get(s.parent);
+    if (parent === undefined) throw invalid(where, `${key} '${s.parent}' is not a configured slot`);
+    if (parent.bootname === undefined)
+      throw invalid(where, `${key} '${s.parent}' is not bootable (has no bootname)`);
+    if (s.bootname !== undefined)
+      throw invalid(
+        where,
+        `[slot.${s.name}] has both bootname and parent: a child slot is booted with its parent`,
+      );
+  }
+  for (const boot of bootableSlots(c)) {
+    const classes = new Set<string>();
+    for (const s of slotGroup(c, boot)) {
+      if (classes.has(s.class))
+        throw invalid(
+          where,
+          `[slot.${s.name}] parent: group of ${boot.name} already has a '${s.class}' slot`,
+        );
+      classes.add(s.class);
+    }
+  }
+}
+
+function checkOverlaps(c: SystemConfig, where: string): void {
+  c.slots.forEach((a, i) => {
+    for (const b of c.slots.slice(i + 1)) {
+      if (a.device !== b.device) continue;
+      const aEnd = a.offset + (a.size ?? Infinity);
+      const bEnd = b.offset + (b.size ?? Infinity);
+      if (a.offset < bEnd && b.offset < aEnd)
+        throw invalid(
+          where,
+          `[slot.${b.name}] device/offset/size overlaps slot ${a.name} on ${a.device}`,
+        );
+    }
+  });
+}
+
+function checkRules(c: SystemConfig, where: string): void {
+  const bootable = bootableSlots(c);
+  // A/B needs somewhere to install that is not the running system.
+  if (bootable.length < 2)
+    throw invalid(
+      where,
+      `[slot.*] bootname: at least 2 bootable slots are needed, found ${bootable.length}`,
+    );
+  const seen = new Set<string>();
+  for (const s of bootable) {
+    if (seen.has(s.bootname!))
+      throw invalid(where, `[slot.${s.name}] bootname '${s.bootname}' is not unique`);
+    seen.add(s.bootname!);
+  }
+  checkParents(c, where);
+  checkOverlaps(c, where);
+}
+
+/**
+ * Parses and checks system.toml text. Throws CONFIG_INVALID naming the key at fault; a TOML
+ * syntax error carries the smol-toml TomlError (with `line` and `column`) as its cause.
+ * @example
+ * const c = parseConfig(await readFile(p, 'utf8'), { root: '/' });
+ */
+export function parseConfig(text: string, opts: { root: string; path?: string }): SystemConfig {
+  const path = opts.path ?? join(opts.root, 'etc/ferry/system.toml');
+  const where = `${path}: `;
+  if (!isAbsolute(opts.root))
+    throw invalid(where, `system root must be absolute, not '${opts.root}'`);
+  if (Buffer.byteLength(text) > MAX_CONFIG_BYTES)
+    throw invalid(where, `larger than ${MAX_CONFIG_BYTES} bytes`);
+  let doc: Record<string, unknown>;
+  try {
+    doc = parse(text, { unsafeKeyBehaviour: 'throw' });
+  } catch (e) {
+    if (!(e instanceof TomlError)) throw withContext(path, e);
+    const first = e.message.split('\n')[0] ?? 'invalid TOML';
+    throw new FerryError('CONFIG_INVALID', `${path}:${e.line}:${e.column}: ${first}`, { cause: e });
+  }
+  const c = normalise(checkSchema(doc, where), opts.root, path, where);
+  checkRules(c, where);
+  return c;
+}
+
+/**
+ * Reads the device configuration. `root` defaults to $FERRY_ROOT or '/'; `path` to
+ * `<root>/etc/ferry/system.toml`. A missing or unreadable file is IO.
+ * @example
+ * const c = await loadConfig();                       // production
+ * const t = await loadConfig({ root: '/tmp/fake' });  // tests
+ */
+export async function loadConfig(
+  opts: { path?: string; root?: string } = {},
+): Promise<SystemConfig> {
+  const root = opts.root ?? process.env.FERRY_ROOT ?? '/';
+  const path = opts.path ?? join(root, 'etc/ferry/system.toml');
+  const { bytes } = await readBoundedFile(path, MAX_CONFIG_BYTES, 'CONFIG_INVALID');
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch (e) {
+    throw new FerryError('CONFIG_INVALID', `${path}: not valid UTF-8`, { cause: e });
+  }
+  return parseConfig(text, { root, path });
+}
+
+/** The slots the bootloader selects (those with a bootname), in file order. */
+export function bootableSlots(c: Pick<SystemConfig, 'slots'>): SlotConfig[] {
+  return c.slots.filter((s) => s.bootname !== undefined);
+}
+
+/** A bootable slot plus every slot whose parent it is: what one release is installed into. */
+export function slotGroup(c: Pick<SystemConfig, 'slots'>, bootSlot: SlotConfig): SlotConfig[] {
+  return c.slots.filter((s) => s.name === bootSlot.name || s.parent === bootSlot.name);
+}

@@ -1,0 +1,217 @@
+/** Device commands: status, install, boot-check, mark-*, rollback. Thin wrappers over Agent. */
+import { createWriteStream } from 'node:fs';
+import { Agent, type AgentEvent, type StatusReport } from '@ferry/agent';
+import { FerryError, openSource } from '@ferry/core';
+import { flag, str, type CommandContext, type CommandSpec, type OptionSpec } from './command.ts';
+
+const DEVICE_OPTIONS: Record<string, OptionSpec> = {
+  config: {
+    type: 'string',
+    placeholder: 'FILE',
+    description: 'device configuration',
+    default: '<root>/etc/ferry/system.toml',
+  },
+  root: {
+    type: 'string',
+    placeholder: 'DIR',
+    description:
+      'system root every configured path is resolved against (tests, file-backed devices)',
+    default: '/ or $FERRY_ROOT',
+  },
+};
+
+function openAgent(ctx: CommandContext): Promise<Agent> {
+  const configPath = str(ctx, 'config');
+  const root = str(ctx, 'root');
+  return Agent.open({ ...(configPath ? { configPath } : {}), ...(root ? { root } : {}) });
+}
+
+/** Events as JSON lines: on stdout under --json, and on --progress-fd N for UIs. */
+function eventSink(ctx: CommandContext): ((e: AgentEvent) => void) | undefined {
+  const fd = str(ctx, 'progress-fd');
+  const sinks: Array<(line: string) => void> = [];
+  if (ctx.out.json) sinks.push((l) => ctx.out.stdout.write(l));
+  if (fd !== undefined) {
+    if (!/^\d+$/.test(fd))
+      throw new FerryError('USAGE', '--progress-fd wants a file descriptor number');
+    const stream = createWriteStream('', { fd: Number(fd) });
+    sinks.push((l) => stream.write(l));
+  }
+  if (sinks.length === 0) return undefined;
+  return (e) => {
+    const line = `${JSON.stringify({ ...e, time: new Date().toISOString() })}\n`;
+    for (const s of sinks) s(line);
+  };
+}
+
+function humanStatus(r: StatusReport): string {
+  const lines = [
+    `compatible ${r.compatible}, bootloader ${r.bootloader}, booted ${r.booted ? `${r.booted.slot} (${r.booted.source})` : 'unknown'}, primary ${r.primary ?? 'none'}`,
+  ];
+  lines.push(
+    `release counter floor ${r.highWaterCounter}, installs ${r.installCount}${r.pendingSlot ? `, ${r.pendingSlot} on trial` : ''}`,
+  );
+  for (const s of r.slots) {
+    const marks = [s.booted ? 'booted' : '', s.primary ? 'primary' : ''].filter(Boolean).join(',');
+    const boot = s.boot
+      ? `${s.boot.state}${s.boot.attemptsLeft !== undefined ? ` (${s.boot.attemptsLeft} tries left)` : ''}`
+      : '-';
+    const rel = s.record?.release
+      ? `${s.record.release.version} #${s.record.release.releaseCounter}`
+      : (s.record?.status ?? 'unknown');
+    lines.push(
+      `  ${s.name.padEnd(10)} ${(s.bootname ?? '').padEnd(3)} ${boot.padEnd(22)} ${rel.padEnd(18)} ${marks}`,
+    );
+  }
+  if (r.lastInstall)
+    lines.push(
+      `last install ${r.lastInstall.at}: ${r.lastInstall.result}${r.lastInstall.release ? ` ${r.lastInstall.release}` : ''}${r.lastInstall.error ? ` [${r.lastInstall.error.code}] ${r.lastInstall.error.message}` : ''}`,
+    );
+  if (r.lastRollback)
+    lines.push(
+      `last rollback ${r.lastRollback.at}: ${r.lastRollback.from} -> ${r.lastRollback.to}: ${r.lastRollback.reason}`,
+    );
+  return lines.join('\n');
+}
+
+export const status: CommandSpec = {
+  name: 'status',
+  summary: 'Show slots, booted and primary slot, boot states and installed releases',
+  options: DEVICE_OPTIONS,
+  json: true,
+  examples: ['ferry status', 'ferry status --json --root /tmp/fake-device'],
+  async run(ctx) {
+    const r = await (await openAgent(ctx)).status();
+    ctx.out.result(r, () => humanStatus(r));
+  },
+};
+
+export const install: CommandSpec = {
+  name: 'install',
+  summary: 'Install a bundle (file or URL) into the inactive slot, reusing local chunks',
+  description:
+    'Verifies the signature threshold, compatible and release counter first; then streams the images into the inactive slots chunk by chunk, taking every chunk the device already holds from its local images and only the rest from the bundle (HTTP range requests for a URL), verifying each chunk before it is written; reads the slot back (SHA-256 and dm-verity root), and only then makes it the primary with a limited number of boot attempts. Never writes to the booted slot.',
+  positionals: [{ name: 'BUNDLE', description: 'bundle file or http(s) URL' }],
+  options: {
+    ...DEVICE_OPTIONS,
+    'progress-fd': {
+      type: 'string',
+      placeholder: 'N',
+      description: 'also write JSON-lines events to file descriptor N',
+    },
+  },
+  json: true,
+  examples: [
+    'ferry install /media/usb/gw-1.3.0.fbd',
+    'ferry install --json https://updates.example.com/gw-1.3.0.fbd',
+  ],
+  async run(ctx) {
+    const agent = await openAgent(ctx);
+    const source = openSource(ctx.positionals[0]!);
+    const sink = eventSink(ctx);
+    const bar = ctx.out.progress('install');
+    try {
+      const r = await agent.install(source, (e) => {
+        sink?.(e);
+        if (e.id === 'install.progress') bar.update(e.done, e.total, `${e.phase} ${e.image}`);
+      });
+      bar.done();
+      ctx.out.result(
+        { id: 'install.result', ok: true, ...r },
+        () =>
+          `installed ${r.version} (#${r.releaseCounter}) into ${r.target}; next boot tries ${r.bootname}\n${r.seededBytes} bytes from local slots, ${r.fetchedBytes} from the bundle (${r.bundleBytesRead} bundle bytes read)`,
+      );
+    } finally {
+      bar.done();
+      await source.close();
+    }
+  },
+};
+
+export const bootCheck: CommandSpec = {
+  name: 'boot-check',
+  summary: 'After boot: run health checks, then mark the booted slot good, or bad and reboot',
+  description:
+    'Runs every executable in the health directory with a timeout. All pass: the booted slot is marked good (committed). One fails: the slot is marked bad and the device reboots into the fallback, unless there is no good fallback (then it stays, degraded). Also notices and records when the bootloader already fell back from a newly installed slot. Run it once per boot from ferry-boot-check.service.',
+  options: {
+    ...DEVICE_OPTIONS,
+    'no-reboot': { type: 'boolean', description: 'mark bad but do not reboot' },
+  },
+  json: true,
+  async run(ctx) {
+    const agent = await openAgent(ctx);
+    const sink = eventSink(ctx);
+    const r = await agent.bootCheck({
+      reboot: !flag(ctx, 'no-reboot'),
+      ...(sink ? { onEvent: sink } : {}),
+    });
+    ctx.out.result(r, () =>
+      [
+        ...(r.fellBackFrom
+          ? [`fell back: ${r.fellBackFrom} did not come up, running ${r.slot}`]
+          : []),
+        ...r.checks.map(
+          (c) =>
+            `  ${c.ok ? 'ok  ' : 'FAIL'} ${c.name} (${c.seconds.toFixed(1)}s)${c.ok ? '' : `: ${c.detail}`}`,
+        ),
+        `${r.slot}: ${r.result}`,
+      ].join('\n'),
+    );
+    if (r.result === 'bad')
+      throw new FerryError(
+        'HEALTH_CHECK_FAILED',
+        `${r.slot} marked bad: ${r.checks.find((c) => !c.ok)?.detail ?? ''}`,
+      );
+  },
+};
+
+function markCommand(action: 'good' | 'bad' | 'active'): CommandSpec {
+  const what = {
+    good: 'Mark a slot good (commit it)',
+    bad: 'Mark a slot bad (never boot it)',
+    active: 'Make a slot the primary, with boot attempts',
+  }[action];
+  return {
+    name: `mark-${action}`,
+    summary: what,
+    positionals: [
+      {
+        name: 'SLOT',
+        description: 'booted, other, a slot name (rootfs.1) or a bootname (B); default booted',
+        optional: true,
+      },
+    ],
+    options: DEVICE_OPTIONS,
+    json: true,
+    async run(ctx) {
+      const slot = await (await openAgent(ctx)).mark(ctx.positionals[0] ?? 'booted', action);
+      ctx.out.result(
+        { slot: slot.name, bootname: slot.bootname, marked: action },
+        () => `marked ${slot.name} (${slot.bootname}) ${action}`,
+      );
+    },
+  };
+}
+
+export const markGood = markCommand('good');
+export const markBad = markCommand('bad');
+export const markActive = markCommand('active');
+
+export const rollback: CommandSpec = {
+  name: 'rollback',
+  summary: 'Make the other good slot primary (optionally reboot into it)',
+  options: {
+    ...DEVICE_OPTIONS,
+    reboot: {
+      type: 'boolean',
+      description: 'reboot afterwards (FERRY_REBOOT_COMMAND or systemctl reboot)',
+    },
+  },
+  json: true,
+  async run(ctx) {
+    const agent = await openAgent(ctx);
+    const r = await agent.rollback();
+    ctx.out.result(r, () => `rollback: next boot runs ${r.to} instead of ${r.from}`);
+    if (flag(ctx, 'reboot')) await agent.rebootNow();
+  },
+};
