@@ -4,11 +4,19 @@
  */
 import { FerryError } from '@ferry/core';
 import type { Bootloader, BootloaderFactory } from './bootloader.ts';
+import { bareboxBootloader } from './bootloader-barebox.ts';
+import { customBootloader } from './bootloader-custom.ts';
+import { efiBootloader } from './bootloader-efi.ts';
 import { FileBootloader } from './bootloader-file.ts';
+import { systemdBootBootloader } from './bootloader-systemd-boot.ts';
 import type { SystemConfig } from './config.ts';
 
 export const BOOTLOADERS: Record<string, BootloaderFactory> = {
   file: (ctx) => new FileBootloader(ctx),
+  'systemd-boot': systemdBootBootloader,
+  barebox: bareboxBootloader,
+  efi: efiBootloader,
+  custom: customBootloader,
 };
 
 /** The configured backend, with its options from [bootloader.<name>]. */

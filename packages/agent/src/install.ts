@@ -26,6 +26,7 @@ import {
 } from '@ferry/core';
 import type { Bootloader, BootState } from './bootloader.ts';
 import type { SlotConfig, SystemConfig } from './config.ts';
+import { faultPoint } from './fault.ts';
 import { planInstall, type InstallPlan, type InstallTarget } from './install-plan.ts';
 import { collectSeeds, SeedReader, type SeedLocation } from './seeds.ts';
 import { SlotDevice, slotSize } from './slot-device.ts';
@@ -93,6 +94,7 @@ export async function installBundle(o: InstallOptions): Promise<InstallResult> {
   const emit = o.onEvent ?? (() => undefined);
   try {
     const bundle = await openBundle(o.source, { keyring: o.keyring });
+    faultPoint('opened');
     const m = bundle.manifest;
     emit({
       id: 'install.started',
@@ -102,8 +104,10 @@ export async function installBundle(o: InstallOptions): Promise<InstallResult> {
       releaseCounter: m.releaseCounter,
     });
     const plan = await makePlan(o, bundle);
+    faultPoint('planned');
     const counters = { seededBytes: 0, fetchedBytes: 0 };
     await prepareTargets(o, plan);
+    faultPoint('prepared');
     const state = await o.state.load();
     const seeds = await collectSeeds(
       o.config,
@@ -123,9 +127,12 @@ export async function installBundle(o: InstallOptions): Promise<InstallResult> {
     } finally {
       await reader.close();
     }
+    faultPoint('verified');
     await recordInstalled(o, bundle, plan);
+    faultPoint('recorded');
     // The commit point: from here the bootloader tries the new slot.
     await o.bootloader.setPrimary(plan.bootname, plan.attempts);
+    faultPoint('committed');
     await o.state.update((s) => {
       s.pendingSlot = plan.bootSlot.name;
     });
@@ -233,6 +240,7 @@ async function writeTarget(
       }
       const data = await window.shift()!;
       await dev.write(pos, data);
+      if (pos === 0) faultPoint('first-chunk');
       pos += data.length;
       emit({
         id: 'install.progress',
@@ -244,6 +252,7 @@ async function writeTarget(
       });
     }
     await dev.sync();
+    faultPoint('written');
     await verifyAndWriteTree(o, dev, t, bundle.manifest.images[t.image]!);
   } finally {
     await dev.close();
