@@ -142,6 +142,33 @@ describe('ferry CLI', () => {
           JSON.stringify(s.update),
         );
         assert.ok(s.update.downloadBytes < s.update.fullBytes / 2);
+        const steps = (
+          JSON.parse(r.stdout) as {
+            device: {
+              steps: Array<{
+                target: string;
+                booted: string;
+                check: string;
+                seededBytes: number;
+                fetchedBytes: number;
+              }>;
+            };
+          }
+        ).device.steps;
+        assert.deepEqual(
+          steps.map((x) => [x.target, x.booted, x.check]),
+          [
+            ['rootfs.1', 'B', 'good'],
+            ['rootfs.0', 'A', 'good'],
+          ],
+        );
+        assert.ok(
+          steps[1]!.seededBytes > 2 * steps[1]!.fetchedBytes,
+          'the update comes mostly from the other slot',
+        );
+        const st = ferry('status', '--json', '--root', 'demo/device');
+        assert.equal(st.status, 0, st.stderr);
+        assert.equal((JSON.parse(st.stdout) as { highWaterCounter: number }).highWaterCounter, 2);
       },
     );
   });

@@ -17,6 +17,7 @@ import {
   writeKeyPair,
 } from '@ferry/core';
 import { str, type CommandSpec } from './command.ts';
+import { provisionDemoDevice, runDeviceDemo } from './demo-device.ts';
 
 /** Deterministic filler text so the demo tree has realistic, compressible files. */
 function text(seed: string, lines: number): string {
@@ -104,9 +105,19 @@ export const demo: CommandSpec = {
       bundles.push(b.path);
     }
     const keyring = await loadKeyring(`${keyPrefix}.pub`);
-    const v = await verifyBundle(new FileSource(bundles[1]!), keyring);
+    const source = new FileSource(bundles[1]!);
+    const v = await verifyBundle(source, keyring).finally(() => source.close());
     say(`4. verified ${bundles[1]}: signature, every chunk, sha256 and dm-verity root`);
-    const [b1, b2] = await Promise.all(bundles.map((p) => openBundle(new FileSource(p))));
+    const [b1, b2] = await Promise.all(
+      bundles.map(async (p) => {
+        const s = new FileSource(p);
+        return openBundle(s).finally(() => s.close());
+      }),
+    );
+    const device = join(dir, 'device');
+    await provisionDemoDevice(device, `${keyPrefix}.pub`);
+    say(`5. a file-backed A/B device in ${device}, booted from A:`);
+    const steps = await runDeviceDemo(device, bundles, say);
     const have = new Set(b1!.images.get('rootfs')!.index.chunks.map((c) => c.id));
     const chunks2 = b2!.images.get('rootfs')!.index.chunks;
     const missing = chunks2.filter((c) => !have.has(c.id));
@@ -125,12 +136,14 @@ export const demo: CommandSpec = {
         fullBytes: b2!.header.payloadLength,
       },
       osRelease: (await readFile(join(dir, 'rootfs-1.1.0/etc/os-release'), 'utf8')).trim(),
+      device: { root: device, steps },
     };
     ctx.out.result(summary, () =>
       [
-        `5. a device holding 1.0.0 needs ${missing.length} of ${chunks2.length} chunks of 1.1.0: ${needBytes} of ${b2!.header.payloadLength} compressed bytes`,
+        `6. in the bundles, 1.1.0 shares all but ${missing.length} of its ${chunks2.length} chunks with 1.0.0: ${needBytes} of ${b2!.header.payloadLength} compressed bytes are new`,
         '',
         'Next (alias ferry=packages/cli/bin/ferry):',
+        `  ferry status --root ${device}`,
         `  ferry bundle info ${bundles[1]}`,
         `  ferry bundle verify --keyring ${keyPrefix}.pub ${bundles[1]}`,
       ].join('\n'),

@@ -1,5 +1,6 @@
 /** Device commands: status, install, boot-check, mark-*, rollback. Thin wrappers over Agent. */
 import { createWriteStream } from 'node:fs';
+import { resolve } from 'node:path';
 import { Agent, type AgentEvent, type StatusReport } from '@ferry/agent';
 import { FerryError, openSource } from '@ferry/core';
 import { flag, str, type CommandContext, type CommandSpec, type OptionSpec } from './command.ts';
@@ -23,7 +24,10 @@ const DEVICE_OPTIONS: Record<string, OptionSpec> = {
 function openAgent(ctx: CommandContext): Promise<Agent> {
   const configPath = str(ctx, 'config');
   const root = str(ctx, 'root');
-  return Agent.open({ ...(configPath ? { configPath } : {}), ...(root ? { root } : {}) });
+  return Agent.open({
+    ...(configPath ? { configPath: resolve(configPath) } : {}),
+    ...(root ? { root: resolve(root) } : {}),
+  });
 }
 
 /** Events as JSON lines: on stdout under --json, and on --progress-fd N for UIs. */
