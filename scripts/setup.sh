@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 PACKAGES=(
   squashfs-tools erofs-utils cryptsetup-bin zstd attr fdisk util-linux e2fsprogs
   casync debootstrap xz-utils nginx-light
-  systemd-boot efibootmgr dt-utils
+  systemd-boot efibootmgr dt-utils grub-common u-boot-tools libubootenv-tool time
 )
 
 need=()

@@ -8,11 +8,15 @@ import { bareboxBootloader } from './bootloader-barebox.ts';
 import { customBootloader } from './bootloader-custom.ts';
 import { efiBootloader } from './bootloader-efi.ts';
 import { FileBootloader } from './bootloader-file.ts';
+import { grubBootloader } from './bootloader-grub.ts';
+import { ubootBootloader } from './bootloader-uboot.ts';
 import { systemdBootBootloader } from './bootloader-systemd-boot.ts';
 import type { SystemConfig } from './config.ts';
 
 export const BOOTLOADERS: Record<string, BootloaderFactory> = {
   file: (ctx) => new FileBootloader(ctx),
+  grub: grubBootloader,
+  uboot: ubootBootloader,
   'systemd-boot': systemdBootBootloader,
   barebox: bareboxBootloader,
   efi: efiBootloader,

@@ -10,3 +10,17 @@ export * from './install.ts';
 export * from './seeds.ts';
 export * from './slot-device.ts';
 export * from './agent.ts';
+export {
+  grubBootloader,
+  GrubBootloader,
+  GRUB_MAX_ATTEMPTS,
+  type GrubScheme,
+} from './bootloader-grub.ts';
+export { GrubEnv, readGrubEnv, writeGrubEnv, GRUB_ENV_SIZE } from './grub-env.ts';
+export { ubootBootloader, UbootBootloader, UBOOT_DEFAULT_LEFT } from './bootloader-uboot.ts';
+export { readUbootEnv, writeUbootEnv, parseFwEnvConfig, type UbootEnvLayout } from './uboot-env.ts';
+export { systemdBootBootloader } from './bootloader-systemd-boot.ts';
+export { bareboxBootloader } from './bootloader-barebox.ts';
+export { efiBootloader } from './bootloader-efi.ts';
+export { customBootloader } from './bootloader-custom.ts';
+export { FAULT_POINTS, faultPoint, type FaultPoint } from './fault.ts';
