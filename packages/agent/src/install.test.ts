@@ -3,6 +3,10 @@ import assert from 'node:assert/strict';
 import { readFile, truncate, writeFile, copyFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
+  BUNDLE_HEADER_SIZE,
+  canonicalBytes,
+  decodeHeader,
+  encodeBundleHead,
   FileSource,
   generateKeyPair,
   isFerryError,
@@ -184,6 +188,76 @@ describe('install', () => {
         out: join(dev.root, 'big.fbd'),
       });
       await refused('INSTALL_SLOT_TOO_SMALL', () => install(b));
+    });
+  });
+
+  describe('when the device itself is broken', () => {
+    it('refuses a missing slot device before writing', sfdisk, async () => {
+      const cfg = await readFile(dev.configPath, 'utf8');
+      await writeFile(
+        dev.configPath,
+        cfg.replace(
+          '[slot.rootfs.0]\ndevice = "/dev/disk.img"',
+          '[slot.rootfs.0]\ndevice = "/dev/gone.img"',
+        ),
+      );
+      assert.notEqual(await readFile(dev.configPath, 'utf8'), cfg);
+      const b = await dev.bundle(join(dev.root, 'v2.img'), {
+        version: '1.1.4',
+        counter: 3,
+        out: join(dev.root, 'gone.fbd'),
+      });
+      await refused('INSTALL_SLOT_MISSING', () => install(b));
+      await writeFile(dev.configPath, cfg);
+    });
+    it('refuses to install when the bootloader state is corrupt', sfdisk, async () => {
+      const path = join(dev.root, 'boot/ferry-boot.json');
+      const saved = await readFile(path);
+      await writeFile(path, '{"order": [tor');
+      const b = await dev.bundle(join(dev.root, 'v2.img'), {
+        version: '1.1.5',
+        counter: 3,
+        out: join(dev.root, 'corrupt-env.fbd'),
+      });
+      await refused('BOOTLOADER_STATE_INVALID', () => install(b));
+      await writeFile(path, saved);
+    });
+    it('refuses an unsigned bundle', sfdisk, async () => {
+      const b = await dev.bundle(join(dev.root, 'v2.img'), {
+        version: '1.1.6',
+        counter: 3,
+        out: join(dev.root, 'unsigned.fbd'),
+      });
+      const bytes = await readFile(b);
+      const h = decodeHeader(bytes.subarray(0, BUNDLE_HEADER_SIZE), bytes.length);
+      const envelope = JSON.parse(
+        bytes.subarray(BUNDLE_HEADER_SIZE, BUNDLE_HEADER_SIZE + h.envelopeLength).toString(),
+      ) as { signed: unknown };
+      const indexStart = BUNDLE_HEADER_SIZE + h.envelopeLength;
+      const index = bytes.subarray(indexStart, indexStart + h.indexLength);
+      const head = encodeBundleHead(
+        canonicalBytes({ signed: envelope.signed, signatures: [] }),
+        Buffer.from(index),
+        h.payloadLength,
+      );
+      await writeFile(b, Buffer.concat([head, bytes.subarray(h.payloadOffset)]));
+      await refused('BUNDLE_UNSIGNED', () => install(b));
+    });
+  });
+
+  describe('when a health check hangs', () => {
+    it('kills it at the timeout and counts it as a failure', sfdisk, async () => {
+      await dev.healthCheck('30-hang', 'sleep 600');
+      const cfg = await readFile(dev.configPath, 'utf8');
+      await writeFile(dev.configPath, cfg.replace('timeout = 5', 'timeout = 1'));
+      const start = Date.now();
+      const r = await (await agent()).bootCheck({ reboot: false });
+      assert.ok(Date.now() - start < 4000, 'the hanging check was cut off');
+      const hang = r.checks.find((c) => c.name.endsWith('30-hang'));
+      assert.equal(hang?.timedOut, true);
+      assert.notEqual(r.result, 'good');
+      await writeFile(dev.configPath, cfg);
+      await writeFile(join(dev.root, 'etc/ferry/health.d/30-hang'), '#!/bin/sh\nexit 0\n');
     });
   });
 
