@@ -37,6 +37,10 @@ function zstdOptions(level: number, size: number) {
       [constants.ZSTD_c_checksumFlag]: 0,
     },
     pledgedSrcSize: size,
+    // One output buffer larger than any frame for this input (zstd's compress bound plus slack).
+    // Node's zstd otherwise appends an empty 9-byte frame whenever the output ends exactly on a
+    // buffer boundary (a multiple of the default 16 KiB), and a chunk must be exactly one frame.
+    chunkSize: Math.max(64 * 1024, size + (size >> 7) + 4096),
   };
 }
 

@@ -191,3 +191,21 @@ describe('ChunkStore', () => {
     });
   });
 });
+
+describe('chunk codec output sizes', () => {
+  describe('when the compressed frame would end on a 16 KiB buffer boundary', () => {
+    it('still emits exactly one frame (no trailing empty frame), sync and async', async () => {
+      const { randomBytes } = await import('node:crypto');
+      const { chunkId, compressChunk, compressChunkAsync, decompressChunk } =
+        await import('./chunk-codec.ts');
+      // Incompressible input of L bytes becomes a raw-block frame of L + 10 bytes: 16384 and 32768.
+      for (const size of [16374, 32758, 65526]) {
+        const data = randomBytes(size);
+        for (const frame of [compressChunk(data), await compressChunkAsync(data)]) {
+          assert.equal(frame.length, size + 10, `frame for ${size} bytes`);
+          assert.ok(decompressChunk(chunkId(data), frame, size).equals(data));
+        }
+      }
+    });
+  });
+});
