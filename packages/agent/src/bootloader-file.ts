@@ -8,8 +8,8 @@
  * path = "/var/lib/ferry/boot.json"
  * ```
  */
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdir, readFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { FerryError, writeFileAtomic } from '@ferry/core';
 import type { Bootloader, BootloaderContext, BootState, SlotBootState } from './bootloader.ts';
 
@@ -77,6 +77,7 @@ export class FileBootloader implements Bootloader {
   }
 
   async write(s: FileBootState): Promise<void> {
+    await mkdir(dirname(this.path), { recursive: true });
     await writeFileAtomic(this.path, `${JSON.stringify(s, null, 2)}\n`);
   }
 

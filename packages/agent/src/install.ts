@@ -14,7 +14,7 @@ import {
   FerryError,
   isFerryError,
   openBundle,
-  readBundleChunk,
+  readBundleFrame,
   serializeChunkIndex,
   VerityHasher,
   writeFileAtomic,
@@ -26,6 +26,8 @@ import {
 } from '@ferry/core';
 import type { Bootloader, BootState } from './bootloader.ts';
 import type { SlotConfig, SystemConfig } from './config.ts';
+import { ComputePool } from './compute-pool.ts';
+import type { DecodeItem } from './compute-worker.ts';
 import { faultPoint } from './fault.ts';
 import { planInstall, type InstallPlan, type InstallTarget } from './install-plan.ts';
 import { collectSeeds, SeedReader, type SeedLocation } from './seeds.ts';
@@ -122,10 +124,12 @@ export async function installBundle(o: InstallOptions): Promise<InstallResult> {
       seedChunks: seeds.size,
     });
     const reader = new SeedReader();
+    const pool = new ComputePool();
     try {
-      for (const t of plan.targets) await writeTarget(o, bundle, t, seeds, reader, counters);
+      for (const t of plan.targets) await writeTarget(o, bundle, t, seeds, reader, counters, pool);
     } finally {
       await reader.close();
+      await pool.close();
     }
     faultPoint('verified');
     await recordInstalled(o, bundle, plan);
@@ -203,6 +207,56 @@ async function prepareTargets(o: InstallOptions, plan: InstallPlan): Promise<voi
 }
 
 /** Streams one image into its slot, chunk by chunk, seeds first, then reads it back and checks it. */
+/** Progress events at most every this many bytes (a 1 GiB image has some 16,000 chunks). */
+const PROGRESS_STEP = 1 << 20;
+/** Bundle chunks whose frames follow each other are read, decoded and written together, up to this many frame bytes. */
+const RUN_BYTES = 2 << 20;
+
+/** A piece of work for the write loop: one seed chunk, or a run of bundle chunks with adjacent frames. */
+type Unit =
+  | { kind: 'seed'; id: string; size: number; seed: SeedLocation }
+  | { kind: 'bundle'; offset: number; length: number; size: number; items: DecodeItem[] };
+
+/** Cuts an image's chunks into units, in image order. */
+export function planUnits(
+  chunks: ChunkIndex['chunks'],
+  payload: OpenedBundle['payload'],
+  seeds: Map<string, SeedLocation>,
+): Unit[] {
+  const units: Unit[] = [];
+  let run: Extract<Unit, { kind: 'bundle' }> | undefined;
+  for (const c of chunks) {
+    const seed = seeds.get(c.id);
+    if (seed) {
+      run = undefined;
+      units.push({ kind: 'seed', id: c.id, size: c.size, seed });
+      continue;
+    }
+    const e = payload.get(c.id)!;
+    if (run && e.offset === run.offset + run.length && run.length + e.length <= RUN_BYTES) {
+      run.items.push({ id: c.id, offset: run.length, length: e.length, size: c.size });
+      run.length += e.length;
+      run.size += c.size;
+    } else {
+      run = {
+        kind: 'bundle',
+        offset: e.offset,
+        length: e.length,
+        size: c.size,
+        items: [{ id: c.id, offset: 0, length: e.length, size: c.size }],
+      };
+      units.push(run);
+    }
+  }
+  return units;
+}
+
+/**
+ * Streams one image into its slot, then reads it back and checks it. The main thread reads and
+ * writes; the pool's workers decompress and verify every chunk before its bytes come back, so
+ * all cores work and no unverified byte is written. Up to 6 units are fetched ahead, written in
+ * order, up to 4 writes in flight.
+ */
 async function writeTarget(
   o: InstallOptions,
   bundle: OpenedBundle,
@@ -210,80 +264,112 @@ async function writeTarget(
   seeds: Map<string, SeedLocation>,
   reader: SeedReader,
   c: Counters,
+  pool: ComputePool,
 ) {
   const emit = o.onEvent ?? (() => undefined);
   const index = bundle.images.get(t.image)!.index;
+  const units = planUnits(index.chunks, bundle.payload, seeds);
   const dev = await SlotDevice.open(t.slot, 'r+');
+  const writing = new Set<Promise<void>>();
   try {
-    let pos = 0;
-    const fetchChunk = async (id: string, size: number): Promise<Buffer> => {
-      const seed = seeds.get(id);
-      if (seed) {
-        const data = await reader.read(id, seed);
+    const fetchUnit = async (u: Unit): Promise<Buffer> => {
+      if (u.kind === 'seed') {
+        const data = await reader.read(u.id, u.seed);
         if (data) {
-          c.seededBytes += size;
+          c.seededBytes += u.size;
           return data;
         }
-        emit({ id: 'install.seed-corrupt', chunk: id, slot: seed.slot.name });
+        emit({ id: 'install.seed-corrupt', chunk: u.id, slot: u.seed.slot.name });
+        const frame = await readBundleFrame(bundle, u.id);
+        c.fetchedBytes += u.size;
+        return pool.decode(frame, [{ id: u.id, offset: 0, length: frame.length, size: u.size }]);
       }
-      c.fetchedBytes += size;
-      return readBundleChunk(bundle, id, size);
+      const frames = await bundle.source.read(bundle.header.payloadOffset + u.offset, u.length);
+      c.fetchedBytes += u.size;
+      return pool.decode(frames, u.items);
     };
-    const window: Array<Promise<Buffer>> = [];
+    const fetching: Array<Promise<Buffer>> = [];
     let next = 0;
-    while (next < index.chunks.length || window.length > 0) {
-      while (next < index.chunks.length && window.length < 8) {
-        const ch = index.chunks[next++]!;
-        const p = fetchChunk(ch.id, ch.size);
+    let pos = 0;
+    let reported = 0;
+    while (next < units.length || fetching.length > 0) {
+      while (next < units.length && fetching.length < 6) {
+        const p = fetchUnit(units[next++]!);
         void p.catch(() => undefined);
-        window.push(p);
+        fetching.push(p);
       }
-      const data = await window.shift()!;
-      await dev.write(pos, data);
-      if (pos === 0) faultPoint('first-chunk');
+      const data = await fetching.shift()!;
+      const w = dev.write(pos, data).finally(() => writing.delete(w));
+      writing.add(w);
+      if (writing.size >= 4) await Promise.race(writing);
+      if (pos === 0) {
+        await w;
+        faultPoint('first-chunk');
+      }
       pos += data.length;
-      emit({
-        id: 'install.progress',
-        phase: 'write',
-        image: t.image,
-        done: pos,
-        total: index.imageSize,
-        ...c,
-      });
+      if (pos - reported >= PROGRESS_STEP || pos === index.imageSize) {
+        reported = pos;
+        emit({
+          id: 'install.progress',
+          phase: 'write',
+          image: t.image,
+          done: pos,
+          total: index.imageSize,
+          ...c,
+        });
+      }
     }
+    await Promise.all(writing);
+    if (pos !== index.imageSize)
+      throw new FerryError('INTERNAL', `wrote ${pos} of ${index.imageSize} bytes of ${t.image}`);
     await dev.sync();
     faultPoint('written');
-    await verifyAndWriteTree(o, dev, t, bundle.manifest.images[t.image]!);
+    await verifyAndWriteTree(o, dev, t, bundle.manifest.images[t.image]!, pool);
   } finally {
+    await Promise.allSettled(writing); // never close the slot under a pending write
     await dev.close();
   }
 }
 
-/** Reads the written image back, checks SHA-256 and the dm-verity root, and stores the tree after it. */
+/**
+ * Reads the written image back, checks SHA-256 and the dm-verity root, and stores the tree after
+ * it. The main thread streams the SHA-256 while the workers hash the verity leaves of each piece.
+ */
 async function verifyAndWriteTree(
   o: InstallOptions,
   dev: SlotDevice,
   t: InstallTarget,
   img: ManifestImage,
+  pool: ComputePool,
 ): Promise<void> {
   const emit = o.onEvent ?? (() => undefined);
+  const salt = Buffer.from(img.verity.salt, 'hex');
   const hash = createHash('sha256');
-  const verity = new VerityHasher(Buffer.from(img.verity.salt, 'hex'));
+  const verity = new VerityHasher(salt);
   const step = 4 << 20;
+  const leaves: Array<Promise<Buffer>> = [];
+  let reading = t.imageSize > 0 ? dev.read(0, Math.min(step, t.imageSize)) : undefined;
   for (let pos = 0; pos < t.imageSize; pos += step) {
-    const data = await dev.read(pos, Math.min(step, t.imageSize - pos));
+    const data = await reading!;
+    const nextPos = pos + step;
+    reading =
+      nextPos < t.imageSize ? dev.read(nextPos, Math.min(step, t.imageSize - nextPos)) : undefined;
     hash.update(data);
-    verity.update(data);
+    const l = pool.leaves(salt, data); // hands `data` over: it is not used after this line
+    void l.catch(() => undefined);
+    leaves.push(l);
+    while (leaves.length > 4) verity.addLeafDigests(await leaves.shift()!);
     emit({
       id: 'install.progress',
       phase: 'verify',
       image: t.image,
-      done: pos + data.length,
+      done: Math.min(nextPos, t.imageSize),
       total: t.imageSize,
       seededBytes: 0,
       fetchedBytes: 0,
     });
   }
+  for (const l of leaves) verity.addLeafDigests(await l);
   const digest = hash.digest('hex');
   if (digest !== img.sha256)
     throw new FerryError(

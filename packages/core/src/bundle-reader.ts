@@ -129,20 +129,18 @@ function checkPayloadCoverage(
     );
 }
 
-/** Reads one chunk from the payload and verifies it against its id (CHUNK_HASH_MISMATCH, CHUNK_CORRUPT). */
-export async function readBundleChunk(b: OpenedBundle, id: string, size: number): Promise<Buffer> {
+/** Reads one chunk's compressed zstd frame from the payload, unverified (see readBundleChunk). */
+export async function readBundleFrame(b: OpenedBundle, id: string): Promise<Buffer> {
   const entry = b.payload.get(id);
   if (!entry) throw new FerryError('CHUNK_MISSING', `chunk ${id} is not in ${b.source.name}`);
-  const data = decompressChunk(
-    id,
-    await b.source.read(b.header.payloadOffset + entry.offset, entry.length),
-    size,
-  );
+  return b.source.read(b.header.payloadOffset + entry.offset, entry.length);
+}
+
+/** Reads one chunk from the payload and verifies it against its id (CHUNK_HASH_MISMATCH, CHUNK_CORRUPT). */
+export async function readBundleChunk(b: OpenedBundle, id: string, size: number): Promise<Buffer> {
+  const data = decompressChunk(id, await readBundleFrame(b, id), size);
   if (data.length !== size)
-    throw new FerryError(
-      'CHUNK_HASH_MISMATCH',
-      `chunk ${id} is ${data.length} bytes, the index says ${size}`,
-    );
+    throw new FerryError('CHUNK_HASH_MISMATCH', `chunk ${id} is ${data.length} bytes, the index says ${size}`);
   return data;
 }
 

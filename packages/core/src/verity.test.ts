@@ -217,3 +217,23 @@ describe('randomVeritySalt', () => {
     });
   });
 });
+
+describe('verityLeafDigests', () => {
+  describe('when an image is hashed in pieces elsewhere and joined', () => {
+    it('gives the same tree and root as hashing it in one stream', async () => {
+      const { randomBytes } = await import('node:crypto');
+      const { VerityHasher, verityLeafDigests } = await import('./verity.ts');
+      const salt = randomBytes(32);
+      const data = randomBytes(3 * 1024 * 1024 + 777);
+      const one = new VerityHasher(salt);
+      one.update(data);
+      const a = one.finish();
+      const joined = new VerityHasher(salt);
+      const step = 1024 * 1024;
+      for (let off = 0; off < data.length; off += step) joined.addLeafDigests(verityLeafDigests(salt, data.subarray(off, off + step)));
+      const b = joined.finish();
+      assert.equal(b.rootHash, a.rootHash);
+      assert.ok(b.tree.equals(a.tree));
+    });
+  });
+});

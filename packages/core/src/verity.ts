@@ -108,6 +108,17 @@ export class VerityHasher {
     }
   }
 
+  /**
+   * Appends level-0 digests computed elsewhere (e.g. by worker threads with `verityLeafDigests`),
+   * for the next `digests.length / 32` blocks. Only at a block boundary.
+   */
+  addLeafDigests(digests: Uint8Array): void {
+    if (this.#finished || this.#fill !== 0 || digests.length % DIGEST_SIZE !== 0)
+      throw new FerryError('INTERNAL', 'VerityHasher.addLeafDigests needs whole digests at a block boundary');
+    const d = Buffer.from(digests.buffer, digests.byteOffset, digests.byteLength);
+    for (let off = 0; off < d.length; off += DIGEST_SIZE) this.#addDigest(d.subarray(off, off + DIGEST_SIZE));
+  }
+
   /** Pads the last block with zeros, builds the upper levels and returns the tree. */
   finish(): VerityResult & { tree: Buffer } {
     if (this.#finished) throw new FerryError('INTERNAL', 'VerityHasher.finish called twice');
@@ -173,6 +184,26 @@ export class VerityHasher {
     this.#scratch.set(block, this.#salt.length);
     return hash('sha256', this.#scratch, 'buffer');
   }
+}
+
+/**
+ * Level-0 digests of `data` (SHA-256 of salt || each 4 KiB block; a short last block is
+ * zero-padded, so only the image's final piece may be short). Independent per block, so pieces
+ * of one image can be hashed in parallel and joined with `VerityHasher.addLeafDigests`.
+ */
+export function verityLeafDigests(salt: Buffer, data: Uint8Array): Buffer {
+  const blocks = Math.ceil(data.length / VERITY_BLOCK_SIZE);
+  const out = Buffer.allocUnsafe(blocks * DIGEST_SIZE);
+  const scratch = Buffer.alloc(salt.length + VERITY_BLOCK_SIZE);
+  salt.copy(scratch);
+  const block = scratch.subarray(salt.length);
+  for (let i = 0; i < blocks; i++) {
+    const piece = data.subarray(i * VERITY_BLOCK_SIZE, (i + 1) * VERITY_BLOCK_SIZE);
+    if (piece.length < VERITY_BLOCK_SIZE) block.fill(0);
+    block.set(piece);
+    hash('sha256', scratch, 'buffer').copy(out, i * DIGEST_SIZE);
+  }
+  return out;
 }
 
 /**
