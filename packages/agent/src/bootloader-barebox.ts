@@ -23,7 +23,7 @@ import type {
   BootState,
   SlotBootState,
 } from './bootloader.ts';
-import { checkBootname, checkKeys, runBootTool, toolPath } from './bootloader-custom.ts';
+import { checkBootname, checkKeys, runBootTool, toolPath } from './bootloader-tool.ts';
 
 export const PRIORITY_PRIMARY = 20;
 export const PRIORITY_OTHER = 10;

@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isFerryError } from '@ferry/core';
 import { bootloaderConformance, tempDir } from '@ferry/testing';
-import { CustomBootloader, runBootTool } from './bootloader-custom.ts';
+import { CustomBootloader } from './bootloader-custom.ts';
+import { runBootTool } from './bootloader-tool.ts';
 
 const example = fileURLToPath(
   new URL('../../../contrib/custom-backend/example.sh', import.meta.url),

@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { isFerryError } from '@ferry/core';
 import { bootloaderConformance, tempDir } from '@ferry/testing';
 import { EfiBootloader, parseEfibootmgr } from './bootloader-efi.ts';
-import { runBootTool } from './bootloader-custom.ts';
+import { runBootTool } from './bootloader-tool.ts';
 
 const fixtures = fileURLToPath(new URL('./fixtures/', import.meta.url));
 

@@ -18,7 +18,7 @@ import type {
   BootState,
   SlotBootState,
 } from './bootloader.ts';
-import { checkBootname, checkKeys, runBootTool, toolPath } from './bootloader-custom.ts';
+import { checkBootname, checkKeys, runBootTool, toolPath } from './bootloader-tool.ts';
 
 /** What `efibootmgr` (no arguments) reports. Boot numbers are 4 upper-case hex digits. */
 export interface EfiBootVars {

@@ -28,7 +28,7 @@ import type {
   BootState,
   SlotBootState,
 } from './bootloader.ts';
-import { checkBootname, checkKeys } from './bootloader-custom.ts';
+import { checkBootname, checkKeys } from './bootloader-tool.ts';
 
 /** systemd-boot's vendor GUID for its EFI variables (LoaderEntrySelected, ...). */
 export const LOADER_GUID = '4a67b082-0a4c-41cf-b6c7-440b29bb8c4f';
