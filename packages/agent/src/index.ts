@@ -24,3 +24,15 @@ export { bareboxBootloader } from './bootloader-barebox.ts';
 export { efiBootloader } from './bootloader-efi.ts';
 export { customBootloader } from './bootloader-custom.ts';
 export { FAULT_POINTS, faultPoint, type FaultPoint } from './fault.ts';
+export {
+  createTufClient,
+  initTrustedRoot,
+  initTrustedRootFromFile,
+  tufErrorCode,
+  DEFAULT_TUF_LIMITS,
+  type TufClient,
+  type TufClientOptions,
+  type TufLimits,
+  type TufTarget,
+  type TufDownload,
+} from './tuf-client.ts';

@@ -73,6 +73,28 @@ export const ERROR_CODES = {
   INSTALL_VERIFY_FAILED: 'the slot read back after writing does not match the signed image',
   HEALTH_CHECK_FAILED: 'a health check failed or timed out',
   ROLLBACK_NO_TARGET: 'there is no other good, installed slot to roll back to',
+  // TUF client (packages/agent/src/tuf-client.ts maps tuf-js errors to these)
+  TUF_ROOT_MISSING: 'the TUF metadata directory holds no readable trusted root.json',
+  TUF_METADATA_INVALID: 'TUF metadata is malformed, of the wrong type or inconsistent',
+  TUF_UNSIGNED: 'TUF metadata lacks a threshold of valid signatures from trusted keys',
+  TUF_ROLLBACK: 'TUF metadata has a lower or unexpected version (rollback attack)',
+  TUF_EXPIRED: 'TUF metadata has expired (freeze attack)',
+  TUF_HASH_MISMATCH: 'a TUF file does not match its signed length and hashes (mix-and-match)',
+  TUF_TOO_LARGE: 'a TUF download ran past its signed length or size limit (endless data)',
+  TUF_TIMEOUT: 'a TUF download did not finish within the fetch timeout (slow retrieval)',
+  TUF_DOWNLOAD_FAILED: 'a TUF repository file could not be fetched (HTTP error, network)',
+  TUF_TARGET_NOT_FOUND: 'no trusted TUF targets metadata lists the requested target',
+  // Update repository (packages/repo)
+  REPO_INVALID: 'a repository is malformed, or its metadata fails a signature or version check',
+  REPO_EXISTS: 'a repository already exists in the directory',
+  REPO_LOCKED: 'another process holds the repository lock (or a stale lock file is left)',
+  REPO_SIGNING_KEYS: 'the keys given do not reach the signature threshold of a role to sign',
+  REPO_METADATA_EXPIRED: 'repository metadata has expired (freeze attack, or a missed refresh)',
+  REPO_METADATA_TOO_LARGE: 'a metadata file would exceed the size limit TUF clients apply',
+  REPO_TARGET_MISMATCH: 'a target file is missing or differs from the length and hashes signed',
+  REPO_RELEASE_EXISTS: 'another release is already published under this compatible and version',
+  REPO_RELEASE_COUNTER: 'a release counter is not above those of the compatible in the channel',
+  REPO_RELEASE_NOT_FOUND: 'the channel has no release of that compatible and version',
   // Image building
   IMAGE_INPUT_INVALID:
     'the input to an image build is not a directory, tarball or OCI image Ferry can read',
