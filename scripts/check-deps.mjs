@@ -8,11 +8,12 @@ export const GRAPH = {
   protocol: [],
   core: [],
   builder: ['core'],
+  repo: ['core'],
   agent: ['core', 'protocol'],
   server: ['core', 'protocol'],
   web: ['protocol'],
   testing: ['core', 'builder', 'agent', 'server', 'protocol'],
-  cli: ['core', 'builder', 'agent', 'server', 'protocol'],
+  cli: ['core', 'builder', 'repo', 'agent', 'server', 'protocol'],
 };
 
 function* files(dir) {

@@ -140,7 +140,10 @@ export async function readBundleFrame(b: OpenedBundle, id: string): Promise<Buff
 export async function readBundleChunk(b: OpenedBundle, id: string, size: number): Promise<Buffer> {
   const data = decompressChunk(id, await readBundleFrame(b, id), size);
   if (data.length !== size)
-    throw new FerryError('CHUNK_HASH_MISMATCH', `chunk ${id} is ${data.length} bytes, the index says ${size}`);
+    throw new FerryError(
+      'CHUNK_HASH_MISMATCH',
+      `chunk ${id} is ${data.length} bytes, the index says ${size}`,
+    );
   return data;
 }
 

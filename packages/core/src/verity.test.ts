@@ -230,7 +230,8 @@ describe('verityLeafDigests', () => {
       const a = one.finish();
       const joined = new VerityHasher(salt);
       const step = 1024 * 1024;
-      for (let off = 0; off < data.length; off += step) joined.addLeafDigests(verityLeafDigests(salt, data.subarray(off, off + step)));
+      for (let off = 0; off < data.length; off += step)
+        joined.addLeafDigests(verityLeafDigests(salt, data.subarray(off, off + step)));
       const b = joined.finish();
       assert.equal(b.rootHash, a.rootHash);
       assert.ok(b.tree.equals(a.tree));

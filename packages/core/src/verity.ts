@@ -114,9 +114,13 @@ export class VerityHasher {
    */
   addLeafDigests(digests: Uint8Array): void {
     if (this.#finished || this.#fill !== 0 || digests.length % DIGEST_SIZE !== 0)
-      throw new FerryError('INTERNAL', 'VerityHasher.addLeafDigests needs whole digests at a block boundary');
+      throw new FerryError(
+        'INTERNAL',
+        'VerityHasher.addLeafDigests needs whole digests at a block boundary',
+      );
     const d = Buffer.from(digests.buffer, digests.byteOffset, digests.byteLength);
-    for (let off = 0; off < d.length; off += DIGEST_SIZE) this.#addDigest(d.subarray(off, off + DIGEST_SIZE));
+    for (let off = 0; off < d.length; off += DIGEST_SIZE)
+      this.#addDigest(d.subarray(off, off + DIGEST_SIZE));
   }
 
   /** Pads the last block with zeros, builds the upper levels and returns the tree. */

@@ -1,0 +1,73 @@
+/**
+ * Garbage collection of the shared chunk store: a chunk stays while any chunk index that any
+ * channel's current targets metadata names references it; everything else (chunks of an
+ * interrupted publish, of removed releases, strays) is deleted. Runs under the repository lock,
+ * so it never races a publish that has copied chunks but not yet signed its targets.
+ */
+import { stat } from 'node:fs/promises';
+import { ChunkStore, parseChunkIndex } from '@ferry/core';
+import { loadRepo, withRepoLock, type RepoState } from './repo-state.ts';
+import { listReleases } from './release.ts';
+import { readTargetFile } from './target-file.ts';
+
+/** What gc found and removed. */
+export interface GcResult {
+  /** Chunks kept because a published chunk index references them. */
+  kept: number;
+  deleted: number;
+  /** Bytes of the deleted chunk files (compressed). */
+  deletedBytes: number;
+}
+
+/** Options of gc. */
+export interface GcOptions {
+  /** Count what would be deleted without deleting it. */
+  dryRun?: boolean;
+}
+
+/**
+ * Every chunk id referenced by a chunk index target of any channel. Each index is read back
+ * from its target file and must match its signed hash (REPO_TARGET_MISMATCH otherwise): a
+ * damaged index must stop gc, not make it delete the chunks the index should protect.
+ */
+export async function referencedChunks(state: RepoState): Promise<Set<string>> {
+  const ids = new Set<string>();
+  const seen = new Set<string>();
+  for (const release of listReleases(state)) {
+    const role = state.roles.get(`channel-${release.channel}`)!.signed;
+    for (const path of Object.values(release.chunkIndexes)) {
+      const t = role.targets[path]!;
+      // Promoted releases share index bytes: read each distinct index once.
+      if (seen.has(t.hashes.sha256!)) continue;
+      seen.add(t.hashes.sha256!);
+      const bytes = await readTargetFile(state.dir, t);
+      for (const c of parseChunkIndex(bytes).chunks) ids.add(c.id);
+    }
+  }
+  return ids;
+}
+
+/**
+ * Deletes every chunk no published chunk index references.
+ *
+ * @example
+ * const { deleted, deletedBytes } = await gc('/srv/ferry');
+ */
+export async function gc(dir: string, opts: GcOptions = {}): Promise<GcResult> {
+  return withRepoLock(dir, async () => {
+    const state = await loadRepo(dir);
+    const keep = await referencedChunks(state);
+    const store = new ChunkStore(dir);
+    const result: GcResult = { kept: 0, deleted: 0, deletedBytes: 0 };
+    for await (const id of store.list()) {
+      if (keep.has(id)) {
+        result.kept++;
+        continue;
+      }
+      result.deletedBytes += (await stat(store.pathOf(id)).catch(() => ({ size: 0 }))).size;
+      result.deleted++;
+      if (!opts.dryRun) await store.delete(id);
+    }
+    return result;
+  });
+}
