@@ -172,4 +172,123 @@ describe('ferry CLI', () => {
       },
     );
   });
+
+  describe('when running a repository', () => {
+    it('inits, publishes a bundle into a channel, refreshes, verifies and collects garbage', async () => {
+      for (const k of ['root', 'targets', 'snapshot', 'timestamp', 'release'])
+        assert.equal(ferry('key', 'generate', `rk/${k}`).status, 0);
+      const keys = [
+        '--targets-key',
+        'rk/targets.key',
+        '--snapshot-key',
+        'rk/snapshot.key',
+        '--timestamp-key',
+        'rk/timestamp.key',
+      ];
+      const init = ferry('repo', 'init', '--root-key', 'rk/root.key', ...keys, 'repo');
+      assert.equal(init.status, 0, init.stderr);
+      await writeFile(join(dir, 'r1.img'), imageLikeBytes(300_000, 61));
+      assert.equal(
+        ferry(
+          'bundle',
+          'create',
+          '--image',
+          'rootfs=r1.img',
+          '--compatible',
+          'board',
+          '--version',
+          '1.0.0',
+          '--release-counter',
+          '1',
+          '--key',
+          'rk/release.key',
+          '--out',
+          'r1.fbd',
+        ).status,
+        0,
+      );
+      const pub = ferry(
+        'repo',
+        'publish',
+        '--json',
+        '--channel',
+        'beta',
+        '--keyring',
+        'rk/release.pub',
+        ...keys,
+        'repo',
+        'r1.fbd',
+      );
+      assert.equal(pub.status, 0, pub.stderr);
+      const p = JSON.parse(pub.stdout) as {
+        published: boolean;
+        chunks: { added: number; total: number };
+      };
+      assert.ok(p.published && p.chunks.added === p.chunks.total && p.chunks.total > 0);
+      const again = JSON.parse(
+        ferry(
+          'repo',
+          'publish',
+          '--json',
+          '--channel',
+          'beta',
+          '--keyring',
+          'rk/release.pub',
+          ...keys,
+          'repo',
+          'r1.fbd',
+        ).stdout,
+      ) as { published: boolean };
+      assert.equal(again.published, false, 'publishing the same release twice changes nothing');
+      const older = ferry(
+        'bundle',
+        'create',
+        '--image',
+        'rootfs=r1.img',
+        '--compatible',
+        'board',
+        '--version',
+        '0.9.0',
+        '--release-counter',
+        '0',
+        '--key',
+        'rk/release.key',
+        '--out',
+        'r0.fbd',
+      );
+      assert.equal(older.status, 0);
+      const down = ferry(
+        'repo',
+        'publish',
+        '--channel',
+        'beta',
+        '--keyring',
+        'rk/release.pub',
+        ...keys,
+        'repo',
+        'r0.fbd',
+      );
+      assert.equal(down.status, 1);
+      assert.match(down.stderr, /^ferry: error\[REPO_RELEASE_COUNTER\]/);
+      assert.equal(
+        ferry(
+          'repo',
+          'refresh',
+          '--snapshot-key',
+          'rk/snapshot.key',
+          '--timestamp-key',
+          'rk/timestamp.key',
+          'repo',
+        ).status,
+        0,
+      );
+      const v = ferry('repo', 'verify', '--keyring', 'rk/release.pub', 'repo');
+      assert.equal(v.status, 0, v.stderr);
+      const g = JSON.parse(ferry('repo', 'gc', '--json', '--dry-run', 'repo').stdout) as {
+        deleted: number;
+        kept: number;
+      };
+      assert.deepEqual([g.deleted, g.kept > 0], [0, true]);
+    });
+  });
 });

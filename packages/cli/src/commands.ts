@@ -12,6 +12,14 @@ import {
   status,
 } from './device-commands.ts';
 import { imageBuild } from './image-commands.ts';
+import {
+  repoGc,
+  repoInit,
+  repoPromote,
+  repoPublish,
+  repoRefresh,
+  repoVerify,
+} from './repo-commands.ts';
 import { keyGenerate } from './key-commands.ts';
 
 export const COMMANDS: CommandSpec[] = [
@@ -20,6 +28,12 @@ export const COMMANDS: CommandSpec[] = [
   bundleInfo,
   bundleVerify,
   keyGenerate,
+  repoInit,
+  repoPublish,
+  repoPromote,
+  repoRefresh,
+  repoVerify,
+  repoGc,
   status,
   install,
   bootCheck,
