@@ -43,8 +43,8 @@ describe('planUnits', () => {
         ],
       );
     });
-    it('starts a new run at 2 MiB of frames', () => {
-      const lengths = Array.from({ length: 5 }, () => 700 * 1024);
+    it('starts a new run at 1 MiB of frames', () => {
+      const lengths = Array.from({ length: 5 }, () => 350 * 1024);
       const chunks = lengths.map((_, i) => ({ id: id(i), size: 1 }));
       assert.deepEqual(
         planUnits(chunks, payload(lengths), new Map()).map((u) =>

@@ -210,7 +210,7 @@ async function prepareTargets(o: InstallOptions, plan: InstallPlan): Promise<voi
 /** Progress events at most every this many bytes (a 1 GiB image has some 16,000 chunks). */
 const PROGRESS_STEP = 1 << 20;
 /** Bundle chunks whose frames follow each other are read, decoded and written together, up to this many frame bytes. */
-const RUN_BYTES = 2 << 20;
+const RUN_BYTES = 1 << 20;
 
 /** A piece of work for the write loop: one seed chunk, or a run of bundle chunks with adjacent frames. */
 type Unit =
@@ -254,8 +254,8 @@ export function planUnits(
 /**
  * Streams one image into its slot, then reads it back and checks it. The main thread reads and
  * writes; the pool's workers decompress and verify every chunk before its bytes come back, so
- * all cores work and no unverified byte is written. Up to 6 units are fetched ahead, written in
- * order, up to 4 writes in flight.
+ * all cores work and no unverified byte is written. Up to 4 units are fetched ahead, written in
+ * order, up to 3 writes in flight.
  */
 async function writeTarget(
   o: InstallOptions,
@@ -293,7 +293,7 @@ async function writeTarget(
     let pos = 0;
     let reported = 0;
     while (next < units.length || fetching.length > 0) {
-      while (next < units.length && fetching.length < 6) {
+      while (next < units.length && fetching.length < 4) {
         const p = fetchUnit(units[next++]!);
         void p.catch(() => undefined);
         fetching.push(p);
@@ -301,7 +301,7 @@ async function writeTarget(
       const data = await fetching.shift()!;
       const w = dev.write(pos, data).finally(() => writing.delete(w));
       writing.add(w);
-      if (writing.size >= 4) await Promise.race(writing);
+      if (writing.size >= 3) await Promise.race(writing);
       if (pos === 0) {
         await w;
         faultPoint('first-chunk');
