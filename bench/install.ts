@@ -22,15 +22,8 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Agent, type AgentEvent, type InstallResult } from '@ferry/agent';
 import { buildImage } from '@ferry/builder';
-import {
-  createBundle,
-  FileSource,
-  generateKeyPair,
-  inspectZstdFrame,
-  openBundle,
-  parsePrivateKey,
-} from '@ferry/core';
-import { readPartitions, type Partition } from '@ferry/testing';
+import { createBundle, FileSource } from '@ferry/core';
+import { makeDevice, type DeviceFixture } from '@ferry/testing';
 import { formatTable, haveTool, mbPerSec, round, run, timeIt, warmFile } from './lib.ts';
 
 const MiB = 1024 * 1024;
@@ -88,106 +81,23 @@ export interface InstallBenchResult {
   ddOverFerry: number;
   cli?: { seconds: number; maxRssMiB: number; tool: string };
   seeds: SeedRow[];
-  /** Bundles re-made at another zstd level because of the empty-frame writer bug. */
-  workarounds: string[];
-}
-
-interface BenchDevice {
-  root: string;
-  disk: string;
-  partitions: Record<string, Partition>;
-  key: ReturnType<typeof parsePrivateKey>;
-  boot(bootname: string): Promise<void>;
-}
-
-/** A system root with a sparse GPT disk (rootA, rootB of `slotBytes` each), booted from A. */
-async function makeBenchDevice(root: string, slotBytes: number): Promise<BenchDevice> {
-  for (const d of [
-    'etc/ferry/keyring',
-    'etc/ferry/health.d',
-    'var/lib/ferry',
-    'proc',
-    'dev',
-    'boot',
-  ])
-    await mkdir(join(root, d), { recursive: true });
-  const slotMiB = Math.ceil(slotBytes / MiB);
-  const disk = join(root, 'dev', 'disk.img');
-  const fh = await open(disk, 'w');
-  await fh.truncate((2 * slotMiB + 4) * MiB);
-  await fh.close();
-  const layout = `label: gpt\nsize=${slotMiB}MiB, name=rootA\nsize=${slotMiB}MiB, name=rootB\n`;
-  await runInput('sfdisk', ['--quiet', disk], layout);
-  const partitions = readPartitions(disk);
-  const kp = generateKeyPair();
-  await writeFile(join(root, 'etc/ferry/keyring/release.pub'), kp.publicKeyPem);
-  const slot = (i: number, p: Partition, bootname: string) =>
-    `[slot.rootfs.${i}]\ndevice = "/dev/disk.img"\noffset = ${p.offset}\nsize = ${p.size}\nbootname = "${bootname}"\n`;
-  await writeFile(
-    join(root, 'etc/ferry/system.toml'),
-    `[system]\ncompatible = "bench"\nbootloader = "file"\n\n[bootloader.file]\npath = "/boot/ferry-boot.json"\n\n${slot(0, partitions.rootA!, 'A')}\n${slot(1, partitions.rootB!, 'B')}`,
-  );
-  const boot = (b: string) => writeFile(join(root, 'proc/cmdline'), `ferry.slot=${b} quiet\n`);
-  await boot('A');
-  return { root, disk, partitions, key: parsePrivateKey(kp.privateKeyPem), boot };
-}
-
-function runInput(cmd: string, args: string[], input: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(cmd, args, { stdio: ['pipe', 'ignore', 'inherit'] });
-    p.on('error', reject);
-    p.on('close', (c) => (c === 0 ? resolve() : reject(new Error(`${cmd} exited with ${c}`))));
-    p.stdin.end(input);
-  });
 }
 
 /** Room for the image, its verity tree (1/127 of it) and alignment. */
 const slotBytesFor = (imageBytes: number) => imageBytes + Math.ceil(imageBytes / 64) + 8 * MiB;
 
-/** Payload entries that are not exactly one zstd frame (installs refuse them: CHUNK_CORRUPT). */
-async function badFrames(bundle: string): Promise<number> {
-  const source = new FileSource(bundle);
-  try {
-    const b = await openBundle(source);
-    let bad = 0;
-    for (const e of b.payload.values()) {
-      try {
-        inspectZstdFrame(await source.read(b.header.payloadOffset + e.offset, e.length));
-      } catch {
-        bad++;
-      }
-    }
-    return bad;
-  } finally {
-    await source.close();
-  }
-}
-
-/** Known bundle-writer bugs the bench had to work around, for the report. */
-const workarounds: string[] = [];
-
-/**
- * Bundles `image`. Node's zstd appends an empty second frame when a chunk compresses to a multiple
- * of 16 KiB (zlib's default chunkSize); such a bundle cannot be installed. Until the writer is
- * fixed, a bundle hit by it is made again at zstd level 4 and the fact reported.
- */
-async function bundleFor(dev: BenchDevice, image: string, out: string, counter: number) {
-  for (const level of [3, 4, 5]) {
-    await createBundle({
-      images: [{ name: 'rootfs', path: image }],
-      compatible: 'bench',
-      version: `${counter}.0.0`,
-      releaseCounter: counter,
-      keys: [dev.key],
-      out,
-      created: '2026-01-01T00:00:00Z',
-      compressionLevel: level,
-    });
-    const bad = await badFrames(out);
-    if (bad === 0) return (await stat(out)).size;
-    workarounds.push(`${image}: ${bad} chunk(s) at zstd level ${level} are two zstd frames`);
-  }
-  throw new Error(`could not make an installable bundle of ${image}`);
+/** Bundles `image` for the bench device. */
+async function bundleFor(dev: DeviceFixture, image: string, out: string, counter: number) {
+  await createBundle({
+    images: [{ name: 'rootfs', path: image }],
+    compatible: 'bench',
+    version: `${counter}.0.0`,
+    releaseCounter: counter,
+    keys: [dev.key],
+    out,
+    created: '2026-01-01T00:00:00Z',
+  });
+  return (await stat(out)).size;
 }
 
 /** Agent.install in-process, timing its phases from the progress events. */
@@ -277,7 +187,11 @@ async function usrImage(out: string, size: number): Promise<string> {
 async function fullInstall(work: string, o: InstallBenchOptions, log: (l: string) => void) {
   const image = await sourceImage(work, o.sizeMiB ?? (o.quick ? 256 : undefined));
   const imageBytes = (await stat(image)).size;
-  const dev = await makeBenchDevice(join(work, 'device'), slotBytesFor(imageBytes));
+  const dev = await makeDevice({
+    slotMiB: Math.ceil(slotBytesFor(imageBytes) / MiB),
+    compatible: 'bench',
+    parentDir: work,
+  });
   log(`bundling ${image} (${round(imageBytes / 1e6)} MB)`);
   const bundle = join(work, 'big.fbd');
   const b = await timeIt(() => bundleFor(dev, image, bundle, 1));
@@ -406,7 +320,11 @@ async function seedUpdates(work: string, variants: Variant[], log: (l: string) =
       images.push(out);
     }
     const sizes = await Promise.all(images.map(async (p) => (await stat(p)).size));
-    const dev = await makeBenchDevice(join(dir, 'device'), slotBytesFor(Math.max(...sizes)));
+    const dev = await makeDevice({
+      slotMiB: Math.ceil(slotBytesFor(Math.max(...sizes)) / MiB),
+      compatible: 'bench',
+      parentDir: dir,
+    });
     const bundles = images.map((p) => p.replace(/\.img$/, '.fbd'));
     const bundleSizes: number[] = [];
     for (const [i, p] of images.entries())
@@ -453,7 +371,7 @@ export async function runInstallBench(o: InstallBenchOptions = {}): Promise<Inst
     if (!o.noSeeds && haveTrees && haveTool('mksquashfs') && haveTool('mkfs.erofs'))
       seeds = await seedUpdates(work, o.quick ? VARIANTS.slice(0, 1) : VARIANTS, log);
     else if (!o.noSeeds) log('seed part skipped: needs npm run bench:data, mksquashfs, mkfs.erofs');
-    return { ...full, seeds, workarounds: [...workarounds] };
+    return { ...full, seeds };
   } finally {
     await rm(work, { recursive: true, force: true });
   }
@@ -492,7 +410,6 @@ export function formatInstallBench(r: InstallBenchResult): string {
   ];
   if (r.cli)
     out.push(`peak RSS of ferry install (CLI, ${r.cli.tool}): ${round(r.cli.maxRssMiB, 1)} MiB`);
-  for (const w of r.workarounds) out.push(`WORKAROUND (writer bug, bundle re-made): ${w}`);
   if (r.seeds.length)
     out.push(
       '',

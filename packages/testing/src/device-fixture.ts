@@ -43,6 +43,8 @@ export interface DeviceFixtureOptions {
   bootloader?: 'file';
   /** Extra TOML appended to system.toml. */
   extraToml?: string;
+  /** Directory the device's temp root goes under (default the OS temp dir). */
+  parentDir?: string;
 }
 
 /** GPT partitions of an image file, as sfdisk reports them. */
@@ -68,7 +70,7 @@ export function readPartitions(disk: string): Record<string, Partition> {
 
 /** Creates the device: GPT disk with rootA, rootB and data partitions, booted from A. */
 export async function makeDevice(opts: DeviceFixtureOptions = {}): Promise<DeviceFixture> {
-  const { dir: root, cleanup } = await tempDir('ferry-device-');
+  const { dir: root, cleanup } = await tempDir('ferry-device-', opts.parentDir);
   const mib = opts.slotMiB ?? 8;
   for (const d of [
     'etc/ferry/keyring',

@@ -37,7 +37,8 @@ export function imageLikeBytes(size: number, seed: number): Buffer {
 /** A temp dir removed by the returned cleanup. */
 export async function tempDir(
   prefix = 'ferry-test-',
+  parent = tmpdir(),
 ): Promise<{ dir: string; cleanup: () => Promise<void> }> {
-  const dir = await mkdtemp(join(tmpdir(), prefix));
+  const dir = await mkdtemp(join(parent, prefix));
   return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
 }
