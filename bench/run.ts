@@ -4,14 +4,16 @@
  *   node bench/run.ts [--quick] [--json FILE]
  *
  * 1. chunk + hash (+ zstd store) throughput on a 1 GiB image against `casync make`;
- * 2. bundle creation against plain `mksquashfs` of a Debian tree (needs `npm run bench:data`).
- * --quick uses a 256 MiB image and skips the fsync run.
+ * 2. bundle creation against plain `mksquashfs` of a Debian tree (needs `npm run bench:data`);
+ * 3. a full install against `dd` to the same slot, update bytes with local seeds, peak RSS.
+ * --quick uses 256 MiB images, one run each, and skips the fsync run.
  */
 import { stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { formatChunkingBench, runChunkingBench } from './chunking.ts';
 import { formatBundleBench, runBundleBench } from './bundle.ts';
+import { formatInstallBench, runInstallBench } from './install.ts';
 
 const { values } = parseArgs({ options: { quick: { type: 'boolean' }, json: { type: 'string' } } });
 const results: Record<string, unknown> = {};
@@ -37,4 +39,9 @@ if (await stat(tree).catch(() => undefined)) {
     `skipped: ${tree} is missing; run 'npm run bench:data' first (debootstrap, about 2 minutes)`,
   );
 }
+
+console.log('\n== install: Ferry vs dd, update bytes with local seeds, peak RSS ==');
+const install = await runInstallBench({ quick: values.quick === true, log: (line) => console.error(line) });
+results.install = install;
+console.log(formatInstallBench(install));
 if (values.json) await writeFile(values.json, JSON.stringify(results, null, 2));
