@@ -76,6 +76,9 @@ export interface InstallBenchResult {
   ddSeconds: number[];
   ferry: FerryPhases[];
   ddMedian: number;
+  /** `zstd -d | dd`: decompress and write, no verification (the fairer peer). */
+  zstdDdSeconds: number[];
+  zstdDdMedian: number;
   ferryMedian: FerryPhases;
   /** dd seconds / Ferry seconds, medians (goal >= 0.8). */
   ddOverFerry: number;
@@ -145,6 +148,18 @@ function ddInto(image: string, disk: string, offset: number) {
   ]);
 }
 
+/** The peer that does the work Ferry does minus verification: decompress a zstd image and write it. */
+function zstdDdInto(zst: string, disk: string, offset: number) {
+  return run('sh', [
+    '-c',
+    'zstd -dcq "$1" | dd of="$2" bs=4M seek="$3" oflag=seek_bytes iflag=fullblock conv=notrunc,fsync status=none',
+    'sh',
+    zst,
+    disk,
+    String(offset),
+  ]);
+}
+
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 /** The image to install: image-1g.ext4, else the chunking bench's 1 GiB image, else /usr. */
@@ -198,12 +213,18 @@ async function fullInstall(work: string, o: InstallBenchOptions, log: (l: string
   const target = dev.partitions.rootB!;
   await warmFile(image);
   await ddInto(image, dev.disk, target.offset); // allocates the region once, for both sides
+  const zst = join(work, 'image.zst');
+  await run('zstd', ['-3', '-T0', '-qf', image, '-o', zst]); // untimed: the peer's "bundle"
   const ddSeconds: number[] = [];
+  const zstdDdSeconds: number[] = [];
   const ferry: FerryPhases[] = [];
   for (let i = 0; i < (o.runs ?? (o.quick ? 1 : 3)); i++) {
     await warmFile(image);
     await run('sync', []);
     ddSeconds.push((await timeIt(() => ddInto(image, dev.disk, target.offset))).seconds);
+    await warmFile(zst);
+    await run('sync', []);
+    zstdDdSeconds.push((await timeIt(() => zstdDdInto(zst, dev.disk, target.offset))).seconds);
     await warmFile(bundle);
     await run('sync', []);
     const [, phases] = await ferryInstall(dev.root, bundle);
@@ -215,6 +236,7 @@ async function fullInstall(work: string, o: InstallBenchOptions, log: (l: string
   const cli = await cliInstall(dev.root, bundle, o.cpuProfDir);
   const ferryMedian = ferry.find((f) => f.total === median(ferry.map((x) => x.total)))!;
   const ddMedian = median(ddSeconds);
+  const zstdDdMedian = median(zstdDdSeconds);
   return {
     image,
     imageBytes,
@@ -224,6 +246,8 @@ async function fullInstall(work: string, o: InstallBenchOptions, log: (l: string
     ddSeconds,
     ferry,
     ddMedian,
+    zstdDdSeconds,
+    zstdDdMedian,
     ferryMedian,
     ddOverFerry: ddMedian / ferryMedian.total,
     cli,
@@ -359,7 +383,7 @@ async function seedUpdates(work: string, variants: Variant[], log: (l: string) =
  * console.log(formatInstallBench(await runInstallBench({ quick: true })));
  */
 export async function runInstallBench(o: InstallBenchOptions = {}): Promise<InstallBenchResult> {
-  for (const tool of ['dd', 'sfdisk', 'sync'])
+  for (const tool of ['dd', 'sfdisk', 'sync', 'zstd'])
     if (!haveTool(tool)) throw new Error(`${tool} is not installed (bash scripts/setup.sh)`);
   const log = o.log ?? (() => {});
   const base = process.env.FERRY_BENCH_TMP ?? '/var/tmp';
@@ -396,6 +420,7 @@ export function formatInstallBench(r: InstallBenchResult): string {
       ['step', 'seconds', 'MB/s (image)', 'dd s / this s'],
       [
         row('dd bs=4M conv=notrunc,fsync', r.ddMedian),
+        row('zstd -d | dd (decompress + write, no verification)', r.zstdDdMedian),
         row('ferry install (in-process), total', f.total),
         row('  open bundle + plan', f.plan, false),
         row('  write (read, decompress, verify, write)', f.write),
@@ -406,7 +431,7 @@ export function formatInstallBench(r: InstallBenchResult): string {
       ],
     ),
     `all runs: dd ${r.ddSeconds.map((s) => round(s, 2)).join(', ')} s; ferry ${r.ferry.map((p) => round(p.total, 2)).join(', ')} s`,
-    `dd / ferry = ${round(r.ddOverFerry, 2)} (goal >= 0.8)`,
+    `dd / ferry = ${round(r.ddOverFerry, 2)} (goal >= 0.8); (zstd -d | dd) / ferry = ${round(r.zstdDdMedian / r.ferryMedian.total, 2)}`,
   ];
   if (r.cli)
     out.push(`peak RSS of ferry install (CLI, ${r.cli.tool}): ${round(r.cli.maxRssMiB, 1)} MiB`);
