@@ -17,7 +17,7 @@ export interface PlanInput {
   booted: SlotConfig;
   /** Bootloader state by bootname. */
   bootStates: Record<string, BootState>;
-  /** Usable bytes of each slot region, by slot name (from config or the device). */
+  /** Usable bytes of each slot region, by slot name (from config or the device); absent when the device is missing. */
   slotSizes: Record<string, number>;
 }
 
@@ -122,7 +122,12 @@ export function planInstall(input: PlanInput): InstallPlan {
       throw new FerryError('INSTALL_TARGET_BOOTED', `slot ${slot.name} overlaps the booted system`);
     const hashOffset = align4k(img.size);
     const needed = hashOffset + img.verity.treeSize;
-    const have = input.slotSizes[slot.name] ?? 0;
+    const have = input.slotSizes[slot.name];
+    if (have === undefined)
+      throw new FerryError(
+        'INSTALL_SLOT_MISSING',
+        `slot ${slot.name}: device ${slot.device} is missing or shorter than the configured region`,
+      );
     if (needed > have)
       throw new FerryError(
         'INSTALL_SLOT_TOO_SMALL',

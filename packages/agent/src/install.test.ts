@@ -47,9 +47,16 @@ async function rebootDevice(): Promise<string | undefined> {
 
 /** Runs `fn`, expects a refusal with `code`, and checks that no byte of the disk changed. */
 async function refused(code: ErrorCode, fn: () => Promise<unknown>) {
+  const bootFile = join(dev.root, 'boot/ferry-boot.json');
+  const bootBefore = await readFile(bootFile, 'utf8').catch(() => 'none');
   const before = await dev.digest();
   await assert.rejects(fn, (e) => isFerryError(e, code));
   assert.equal(await dev.digest(), before, 'no byte of the disk changed');
+  assert.equal(
+    await readFile(bootFile, 'utf8').catch(() => 'none'),
+    bootBefore,
+    'the bootloader state is untouched',
+  );
 }
 
 before(async () => {

@@ -31,7 +31,7 @@ import type { DecodeItem } from './compute-worker.ts';
 import { faultPoint } from './fault.ts';
 import { planInstall, type InstallPlan, type InstallTarget } from './install-plan.ts';
 import { collectSeeds, SeedReader, type SeedLocation } from './seeds.ts';
-import { SlotDevice, slotSize } from './slot-device.ts';
+import { deviceSize, SlotDevice, slotSize } from './slot-device.ts';
 import { indexPath, type StateStore } from './state.ts';
 
 export type InstallEvent =
@@ -182,7 +182,11 @@ async function makePlan(o: InstallOptions, bundle: OpenedBundle): Promise<Instal
   const slotSizes: Record<string, number> = {};
   for (const s of o.config.slots) {
     if (s.bootname) bootStates[s.bootname] = await o.bootloader.getState(s.bootname);
-    slotSizes[s.name] = await slotSize(s).catch(() => 0);
+    // A slot whose device is missing, or shorter than its configured region, gets no size.
+    const size = await slotSize(s).catch(() => undefined);
+    const device = await deviceSize(s.device).catch(() => undefined);
+    if (size !== undefined && device !== undefined && s.offset + size <= device)
+      slotSizes[s.name] = size;
   }
   const plan = planInstall({
     manifest: bundle.manifest,
@@ -193,7 +197,6 @@ async function makePlan(o: InstallOptions, bundle: OpenedBundle): Promise<Instal
     bootStates,
     slotSizes,
   });
-  for (const t of plan.targets) if (!slotSizes[t.slot.name]) await slotSize(t.slot); // throws INSTALL_SLOT_MISSING
   return plan;
 }
 
