@@ -41,7 +41,10 @@ if (await stat(tree).catch(() => undefined)) {
 }
 
 console.log('\n== install: Ferry vs dd, update bytes with local seeds, peak RSS ==');
-const install = await runInstallBench({ quick: values.quick === true, log: (line) => console.error(line) });
+const install = await runInstallBench({
+  quick: values.quick === true,
+  log: (line) => console.error(line),
+});
 results.install = install;
 console.log(formatInstallBench(install));
 if (values.json) await writeFile(values.json, JSON.stringify(results, null, 2));
