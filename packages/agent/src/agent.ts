@@ -3,7 +3,7 @@
  * operations the CLI and the daemon offer: status, install, mark, rollback, boot-check.
  */
 import { spawn } from 'node:child_process';
-import { FerryError, loadKeyring, type ByteSource } from '@ferry/core';
+import { FerryError, loadKeyring, openSource, type ByteSource } from '@ferry/core';
 import type { Bootloader, BootState } from './bootloader.ts';
 import { createBootloader } from './bootloaders.ts';
 import { bootableSlots, loadConfig, type SlotConfig, type SystemConfig } from './config.ts';
@@ -148,17 +148,26 @@ export class Agent {
     };
   }
 
-  async install(source: ByteSource, onEvent?: (e: AgentEvent) => void): Promise<InstallResult> {
+  /** Installs from a source, or from a path or URL (opened and closed here). */
+  async install(
+    from: ByteSource | string,
+    onEvent?: (e: AgentEvent) => void,
+  ): Promise<InstallResult> {
     const keyring = await loadKeyring(this.config.keyring);
-    return installBundle({
-      config: this.config,
-      source,
-      keyring,
-      bootloader: this.bootloader,
-      booted: this.requireBooted(),
-      state: this.state,
-      ...(onEvent ? { onEvent } : {}),
-    });
+    const source = typeof from === 'string' ? openSource(from) : from;
+    try {
+      return await installBundle({
+        config: this.config,
+        source,
+        keyring,
+        bootloader: this.bootloader,
+        booted: this.requireBooted(),
+        state: this.state,
+        ...(onEvent ? { onEvent } : {}),
+      });
+    } finally {
+      if (typeof from === 'string') await source.close();
+    }
   }
 
   /** mark-good / mark-bad / mark-active on a bootable slot. Marking the booted slot good commits it. */

@@ -1,5 +1,5 @@
 import { bootloaderConformance, tempDir } from '@ferry/testing';
-import { bootModel, FileBootloader } from './bootloader-file.ts';
+import { FileBootloader } from './bootloader-file.ts';
 
 bootloaderConformance({
   name: 'file',
@@ -16,13 +16,8 @@ bootloaderConformance({
     const bootloader = make();
     return {
       bootloader,
-      async boot() {
-        // The model itself is the "bootloader side" of this backend.
-        const s = await bootloader.read();
-        const booted = bootModel(s);
-        await bootloader.write(s);
-        return booted;
-      },
+      // The model itself is the "bootloader side" of this backend.
+      boot: () => bootloader.boot(),
       reopen: () => Promise.resolve(make()),
       cleanup,
     };

@@ -81,6 +81,17 @@ export class FileBootloader implements Bootloader {
     await writeFileAtomic(this.path, `${JSON.stringify(s, null, 2)}\n`);
   }
 
+  /**
+   * Plays the bootloader's side of one boot on the stored state (what GRUB's script does for
+   * the grub backend): picks the slot as `bootModel` does, consumes an attempt, saves.
+   */
+  async boot(): Promise<string | undefined> {
+    const s = await this.read();
+    const booted = bootModel(s);
+    await this.write(s);
+    return booted;
+  }
+
   #check(bootname: string): void {
     if (!this.#bootnames.includes(bootname))
       throw new FerryError(

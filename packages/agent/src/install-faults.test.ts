@@ -9,7 +9,6 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { FileSource } from '@ferry/core';
 import { imageLikeBytes, makeDevice, needs, type DeviceFixture } from '@ferry/testing';
 import { Agent } from './agent.ts';
 import { bootModel, FileBootloader } from './bootloader-file.ts';
@@ -125,13 +124,11 @@ before(async () => {
   await writeFile(join(dev.root, 'v2.img'), v2);
   // Provision: v1 into B, boot B, commit it. B is the running system for every cut below.
   const b1 = await dev.bundle(join(dev.root, 'v1.img'), { version: '1.0.0', counter: 1 });
-  const src = new FileSource(b1);
-  await (await Agent.open({ root: dev.root })).install(src);
-  await src.close();
-  const bl = (await Agent.open({ root: dev.root })).bootloader as FileBootloader;
-  const s = await bl.read();
-  assert.equal(bootModel(s), 'B');
-  await bl.write(s);
+  await (await Agent.open({ root: dev.root })).install(b1);
+  assert.equal(
+    await ((await Agent.open({ root: dev.root })).bootloader as FileBootloader).boot(),
+    'B',
+  );
   await dev.boot('B');
   assert.equal(
     (await (await Agent.open({ root: dev.root })).bootCheck({ reboot: false })).result,

@@ -8,7 +8,6 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { FileSource } from '@ferry/core';
 import { imageLikeBytes, makeDevice, needs, type DeviceFixture } from '@ferry/testing';
 import { Agent } from './agent.ts';
 import { deviceSize } from './slot-device.ts';
@@ -66,9 +65,7 @@ describe('install into loop block devices', () => {
       await writeFile(join(dev.root, 'v1.img'), image);
       const bundle = await dev.bundle(join(dev.root, 'v1.img'), { version: '1.0.0', counter: 1 });
       const aBefore = await dev.digest('rootA');
-      const src = new FileSource(bundle);
-      const r = await (await Agent.open({ root: dev.root })).install(src);
-      await src.close();
+      const r = await (await Agent.open({ root: dev.root })).install(bundle);
       assert.equal(r.target, 'rootfs.1');
       // Read through the disk image file, not the loop device: the bytes landed at B's GPT offset.
       const disk = await readFile(dev.disk);

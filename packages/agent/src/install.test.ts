@@ -7,7 +7,6 @@ import {
   canonicalBytes,
   decodeHeader,
   encodeBundleHead,
-  FileSource,
   generateKeyPair,
   isFerryError,
   parsePrivateKey,
@@ -15,7 +14,7 @@ import {
 } from '@ferry/core';
 import { imageLikeBytes, makeDevice, needs, type DeviceFixture } from '@ferry/testing';
 import { Agent, type AgentEvent } from './agent.ts';
-import { bootModel, FileBootloader } from './bootloader-file.ts';
+import type { FileBootloader } from './bootloader-file.ts';
 
 const sfdisk = needs('sfdisk');
 let dev: DeviceFixture;
@@ -27,20 +26,12 @@ async function agent(): Promise<Agent> {
 }
 
 async function install(bundle: string, events?: AgentEvent[]) {
-  const src = new FileSource(bundle);
-  try {
-    return await (await agent()).install(src, events ? (e) => events.push(e) : undefined);
-  } finally {
-    await src.close();
-  }
+  return (await agent()).install(bundle, events ? (e) => events.push(e) : undefined);
 }
 
 /** The bootloader side: one boot of the file backend's model, then the kernel command line. */
 async function rebootDevice(): Promise<string | undefined> {
-  const bl = (await agent()).bootloader as FileBootloader;
-  const s = await bl.read();
-  const booted = bootModel(s);
-  await bl.write(s);
+  const booted = await ((await agent()).bootloader as FileBootloader).boot();
   if (booted) await dev.boot(booted);
   return booted;
 }

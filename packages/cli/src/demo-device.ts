@@ -5,8 +5,7 @@
  */
 import { copyFile, mkdir, rm, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Agent, bootModel, FileBootloader, type InstallResult } from '@ferry/agent';
-import { FileSource } from '@ferry/core';
+import { Agent, type FileBootloader } from '@ferry/agent';
 
 const SLOT_BYTES = 16 * 1024 * 1024;
 
@@ -48,21 +47,9 @@ export async function provisionDemoDevice(root: string, publicKey: string): Prom
 
 /** Plays the bootloader: picks the next slot as the file backend's model does, and "boots" it. */
 export async function rebootDemoDevice(root: string): Promise<string | undefined> {
-  const bl = (await Agent.open({ root })).bootloader as FileBootloader;
-  const s = await bl.read();
-  const booted = bootModel(s);
-  await bl.write(s);
+  const booted = await ((await Agent.open({ root })).bootloader as FileBootloader).boot();
   if (booted) await writeFile(join(root, 'proc/cmdline'), `ferry.slot=${booted}\n`);
   return booted;
-}
-
-async function installFile(root: string, bundle: string): Promise<InstallResult> {
-  const src = new FileSource(bundle);
-  try {
-    return await (await Agent.open({ root })).install(src);
-  } finally {
-    await src.close();
-  }
 }
 
 export interface DeviceDemoStep {
@@ -82,7 +69,7 @@ export async function runDeviceDemo(
 ): Promise<DeviceDemoStep[]> {
   const steps: DeviceDemoStep[] = [];
   for (const bundle of bundles) {
-    const r = await installFile(root, bundle);
+    const r = await (await Agent.open({ root })).install(bundle);
     const booted = await rebootDemoDevice(root);
     const check = await (await Agent.open({ root })).bootCheck({ reboot: false });
     say(

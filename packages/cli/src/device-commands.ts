@@ -2,7 +2,7 @@
 import { createWriteStream } from 'node:fs';
 import { resolve } from 'node:path';
 import { Agent, type AgentEvent, type StatusReport } from '@ferry/agent';
-import { FerryError, openSource } from '@ferry/core';
+import { FerryError } from '@ferry/core';
 import { flag, str, type CommandContext, type CommandSpec, type OptionSpec } from './command.ts';
 
 const DEVICE_OPTIONS: Record<string, OptionSpec> = {
@@ -111,11 +111,10 @@ export const install: CommandSpec = {
   ],
   async run(ctx) {
     const agent = await openAgent(ctx);
-    const source = openSource(ctx.positionals[0]!);
     const sink = eventSink(ctx);
     const bar = ctx.out.progress('install');
     try {
-      const r = await agent.install(source, (e) => {
+      const r = await agent.install(ctx.positionals[0]!, (e) => {
         sink?.(e);
         if (e.id === 'install.progress') bar.update(e.done, e.total, `${e.phase} ${e.image}`);
       });
@@ -127,7 +126,6 @@ export const install: CommandSpec = {
       );
     } finally {
       bar.done();
-      await source.close();
     }
   },
 };
