@@ -188,7 +188,7 @@ describe('ferry CLI', () => {
       const init = ferry('repo', 'init', '--root-key', 'rk/root.key', ...keys, 'repo');
       assert.equal(init.status, 0, init.stderr);
       await writeFile(join(dir, 'r1.img'), imageLikeBytes(300_000, 61));
-      assert.equal(
+      const bundle = (version: string, counter: string, out: string) =>
         ferry(
           'bundle',
           'create',
@@ -197,35 +197,15 @@ describe('ferry CLI', () => {
           '--compatible',
           'board',
           '--version',
-          '1.0.0',
+          version,
           '--release-counter',
-          '1',
+          counter,
           '--key',
           'rk/release.key',
           '--out',
-          'r1.fbd',
-        ).status,
-        0,
-      );
-      const pub = ferry(
-        'repo',
-        'publish',
-        '--json',
-        '--channel',
-        'beta',
-        '--keyring',
-        'rk/release.pub',
-        ...keys,
-        'repo',
-        'r1.fbd',
-      );
-      assert.equal(pub.status, 0, pub.stderr);
-      const p = JSON.parse(pub.stdout) as {
-        published: boolean;
-        chunks: { added: number; total: number };
-      };
-      assert.ok(p.published && p.chunks.added === p.chunks.total && p.chunks.total > 0);
-      const again = JSON.parse(
+          out,
+        );
+      const publish = (file: string) =>
         ferry(
           'repo',
           'publish',
@@ -236,38 +216,20 @@ describe('ferry CLI', () => {
           'rk/release.pub',
           ...keys,
           'repo',
-          'r1.fbd',
-        ).stdout,
-      ) as { published: boolean };
+          file,
+        );
+      assert.equal(bundle('1.0.0', '1', 'r1.fbd').status, 0);
+      const pub = publish('r1.fbd');
+      assert.equal(pub.status, 0, pub.stderr);
+      const p = JSON.parse(pub.stdout) as {
+        published: boolean;
+        chunks: { added: number; total: number };
+      };
+      assert.ok(p.published && p.chunks.added === p.chunks.total && p.chunks.total > 0);
+      const again = JSON.parse(publish('r1.fbd').stdout) as { published: boolean };
       assert.equal(again.published, false, 'publishing the same release twice changes nothing');
-      const older = ferry(
-        'bundle',
-        'create',
-        '--image',
-        'rootfs=r1.img',
-        '--compatible',
-        'board',
-        '--version',
-        '0.9.0',
-        '--release-counter',
-        '0',
-        '--key',
-        'rk/release.key',
-        '--out',
-        'r0.fbd',
-      );
-      assert.equal(older.status, 0);
-      const down = ferry(
-        'repo',
-        'publish',
-        '--channel',
-        'beta',
-        '--keyring',
-        'rk/release.pub',
-        ...keys,
-        'repo',
-        'r0.fbd',
-      );
+      assert.equal(bundle('0.9.0', '0', 'r0.fbd').status, 0);
+      const down = publish('r0.fbd');
       assert.equal(down.status, 1);
       assert.match(down.stderr, /^ferry: error\[REPO_RELEASE_COUNTER\]/);
       assert.equal(

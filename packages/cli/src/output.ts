@@ -2,7 +2,7 @@
  * Everything the CLI prints goes through here: results (human text or one JSON document),
  * the one-line error, and progress bars on a terminal.
  */
-import { ERROR_CODES, FerryError, type ErrorCode } from '@ferry/core';
+import { FerryError, type ErrorCode } from '@ferry/core';
 
 /** Exit status by error code: 1 refused input, 2 usage, 3 environment/I/O, 70 internal bug. */
 export function exitCodeFor(code: ErrorCode): number {
@@ -59,8 +59,6 @@ export class Output {
     return new Progress(label, tty ? (this.stderr as NodeJS.WriteStream) : undefined);
   }
 }
-
-export { ERROR_CODES };
 
 function mib(n: number): string {
   return `${(n / 1048576).toFixed(1)} MiB`;
