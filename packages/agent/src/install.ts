@@ -31,7 +31,7 @@ import type { DecodeItem } from './compute-worker.ts';
 import { faultPoint } from './fault.ts';
 import { planInstall, type InstallPlan, type InstallTarget } from './install-plan.ts';
 import { collectSeeds, SeedReader, type SeedLocation } from './seeds.ts';
-import { deviceSize, SlotDevice, slotSize } from './slot-device.ts';
+import { deviceSize, SlotDevice } from './slot-device.ts';
 import { indexPath, type StateStore } from './state.ts';
 
 export type InstallEvent =
@@ -183,10 +183,9 @@ async function makePlan(o: InstallOptions, bundle: OpenedBundle): Promise<Instal
   for (const s of o.config.slots) {
     if (s.bootname) bootStates[s.bootname] = await o.bootloader.getState(s.bootname);
     // A slot whose device is missing, or shorter than its configured region, gets no size.
-    const size = await slotSize(s).catch(() => undefined);
     const device = await deviceSize(s.device).catch(() => undefined);
-    if (size !== undefined && device !== undefined && s.offset + size <= device)
-      slotSizes[s.name] = size;
+    const size = s.size ?? (device ?? 0) - s.offset;
+    if (device !== undefined && size > 0 && s.offset + size <= device) slotSizes[s.name] = size;
   }
   const plan = planInstall({
     manifest: bundle.manifest,
