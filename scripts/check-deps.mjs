@@ -14,6 +14,7 @@ export const GRAPH = {
   web: ['protocol'],
   testing: ['core', 'builder', 'agent', 'server', 'protocol'],
   cli: ['core', 'builder', 'repo', 'agent', 'server', 'protocol'],
+  vm: ['core', 'builder', 'repo', 'agent', 'testing'],
 };
 
 function* files(dir) {

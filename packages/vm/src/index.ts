@@ -1,0 +1,2 @@
+/** QEMU real-boot tests: disk images, kernels, scenarios. Test-only package. */
+export {};
