@@ -32,6 +32,23 @@ export const CONFIG_KEYS = {
   keyring: { path: 'string' },
   policy: { 'allow-downgrade': 'boolean', 'allow-reinstall': 'boolean' },
   health: { directory: 'string', timeout: 'integer' },
+  update: {
+    repository: 'string',
+    channel: 'string',
+    'trusted-root': 'string',
+    parallel: 'integer',
+    bandwidth: 'integer',
+    timeout: 'integer',
+    'min-rate': 'integer',
+  },
+  daemon: {
+    socket: 'string',
+    interval: 'integer',
+    jitter: 'integer',
+    install: 'string',
+    reboot: 'string',
+    window: 'string',
+  },
   slot: {
     device: 'string',
     offset: 'integer',
@@ -59,6 +76,8 @@ export interface RawConfig {
   keyring: Values<typeof CONFIG_KEYS.keyring>;
   policy: Values<typeof CONFIG_KEYS.policy>;
   health: Values<typeof CONFIG_KEYS.health>;
+  update: Values<typeof CONFIG_KEYS.update>;
+  daemon: Values<typeof CONFIG_KEYS.daemon>;
   bootloader: Record<string, Record<string, unknown>>;
   slots: (Values<typeof CONFIG_KEYS.slot> & { class: string; index: string })[];
 }
@@ -143,6 +162,8 @@ export function checkSchema(doc: Record<string, unknown>, where = ''): RawConfig
     keyring: checkTable(where, 'keyring', doc.keyring, CONFIG_KEYS.keyring),
     policy: checkTable(where, 'policy', doc.policy, CONFIG_KEYS.policy),
     health: checkTable(where, 'health', doc.health, CONFIG_KEYS.health),
+    update: checkTable(where, 'update', doc.update, CONFIG_KEYS.update),
+    daemon: checkTable(where, 'daemon', doc.daemon, CONFIG_KEYS.daemon),
     bootloader: checkBootloaders(where, doc.bootloader),
     slots: checkSlots(where, doc.slot),
   };

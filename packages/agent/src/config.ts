@@ -48,8 +48,44 @@ export interface SystemConfig {
   keyring: string;
   policy: { allowDowngrade: boolean; allowReinstall: boolean };
   health: { dir: string; timeoutSeconds: number };
+  /** Where updates come from ([update]); `repository` is absent when none is configured. */
+  update: UpdateConfig;
+  /** The update daemon's policies ([daemon]). */
+  daemon: DaemonConfig;
   /** In file order. */
   slots: SlotConfig[];
+}
+
+/** [update]: the repository a device follows and the limits on every fetch from it. */
+export interface UpdateConfig {
+  /** Base URL of the repository (`metadata/`, `targets/`, `chunks/` below it). */
+  repository?: string;
+  /** The channel followed unless `ferry rebase` chose another (kept in the state). */
+  channel: string;
+  /** The repository's trusted root.json, shipped in the image. */
+  trustedRoot: string;
+  /** Parallel HTTP/1.1 keep-alive connections for chunk fetches. */
+  parallel: number;
+  /** Bytes per second over all connections; 0 = unlimited. */
+  bandwidth: number;
+  /** Seconds a request may take, headers and body together (slow retrieval). */
+  timeoutSeconds: number;
+  /** Bytes per second below which a transfer is abandoned (measured over 10 s windows); 0 = off. */
+  minRate: number;
+}
+
+export const DAEMON_INSTALL_POLICIES = ['auto', 'download-only', 'ask'] as const;
+export const DAEMON_REBOOT_POLICIES = ['now', 'window', 'never'] as const;
+
+/** [daemon]: when `ferry daemon` checks, and what it does with what it finds. */
+export interface DaemonConfig {
+  socket: string;
+  intervalSeconds: number;
+  jitterSeconds: number;
+  install: (typeof DAEMON_INSTALL_POLICIES)[number];
+  reboot: (typeof DAEMON_REBOOT_POLICIES)[number];
+  /** Maintenance window, minutes after local midnight; `end < start` wraps past midnight. */
+  window?: { start: number; end: number };
 }
 
 const BOOTNAME_RE = /^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$/;
@@ -143,7 +179,64 @@ function normalise(raw: RawConfig, root: string, path: string, where: string): S
       ),
       timeoutSeconds: intIn(where, '[health] timeout', raw.health.timeout, 60, 1, 86400),
     },
+    update: normaliseUpdate(raw, root, where),
+    daemon: normaliseDaemon(raw, root, where),
     slots: normaliseSlots(raw, root, where),
+  };
+}
+
+const CHANNEL_RE = /^[a-z][a-z0-9-]{0,31}$/;
+
+function normaliseUpdate(raw: RawConfig, root: string, where: string): UpdateConfig {
+  const u = raw.update;
+  if (u.repository !== undefined && !/^https?:\/\/[^\s]+$/.test(u.repository))
+    throw invalid(where, `[update] repository must be an http(s) URL, not '${u.repository}'`);
+  const channel = u.channel ?? 'stable';
+  if (!CHANNEL_RE.test(channel))
+    throw invalid(where, `[update] channel must match ${CHANNEL_RE.source}, not '${channel}'`);
+  return {
+    ...(u.repository !== undefined ? { repository: u.repository.replace(/\/+$/, '') } : {}),
+    channel,
+    trustedRoot: rootPath(
+      where,
+      '[update] trusted-root',
+      u['trusted-root'] ?? '/etc/ferry/repository-root.json',
+      root,
+    ),
+    parallel: intIn(where, '[update] parallel', u.parallel, 4, 1, 64),
+    bandwidth: intIn(where, '[update] bandwidth', u.bandwidth, 0, 0, 1e12),
+    timeoutSeconds: intIn(where, '[update] timeout', u.timeout, 60, 1, 86400),
+    minRate: intIn(where, '[update] min-rate', u['min-rate'], 1024, 0, 1e12),
+  };
+}
+
+function oneOf<T extends string>(where: string, key: string, v: string, allowed: readonly T[]): T {
+  if (!(allowed as readonly string[]).includes(v))
+    throw invalid(where, `${key} must be one of ${allowed.join(', ')}, not '${v}'`);
+  return v as T;
+}
+
+function parseWindow(where: string, v: string): { start: number; end: number } {
+  const m = /^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$/.exec(v);
+  if (!m) throw invalid(where, `[daemon] window must look like "02:00-04:30", not '${v}'`);
+  const start = Number(m[1]) * 60 + Number(m[2]);
+  const end = Number(m[3]) * 60 + Number(m[4]);
+  if (start === end) throw invalid(where, `[daemon] window '${v}' is empty`);
+  return { start, end };
+}
+
+function normaliseDaemon(raw: RawConfig, root: string, where: string): DaemonConfig {
+  const d = raw.daemon;
+  const reboot = oneOf(where, '[daemon] reboot', d.reboot ?? 'now', DAEMON_REBOOT_POLICIES);
+  if (reboot === 'window' && d.window === undefined)
+    throw invalid(where, '[daemon] reboot = "window" needs [daemon] window');
+  return {
+    socket: rootPath(where, '[daemon] socket', d.socket ?? '/run/ferry/ferry.sock', root),
+    intervalSeconds: intIn(where, '[daemon] interval', d.interval, 21600, 10, 31 * 86400),
+    jitterSeconds: intIn(where, '[daemon] jitter', d.jitter, 1800, 0, 31 * 86400),
+    install: oneOf(where, '[daemon] install', d.install ?? 'auto', DAEMON_INSTALL_POLICIES),
+    reboot,
+    ...(d.window !== undefined ? { window: parseWindow(where, d.window) } : {}),
   };
 }
 
