@@ -17,3 +17,4 @@ export * from './repo-refresh.ts';
 export * from './repo-keys.ts';
 export * from './repo-gc.ts';
 export * from './repo-verify.ts';
+export * from './channel-index.ts';

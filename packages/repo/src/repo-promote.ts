@@ -6,6 +6,7 @@
 import { TargetFile } from '@tufjs/models';
 import { FerryError } from '@ferry/core';
 import { withChannel } from './channel.ts';
+import { withChannelIndex } from './channel-index.ts';
 import { commit, type SigningKeys } from './repo-commit.ts';
 import { channelRoleName, checkChannel, parseReleaseRef, releaseDir } from './repo-layout.ts';
 import { readTargetFile, storeTargetFile } from './target-file.ts';
@@ -73,7 +74,10 @@ export async function promote(dir: string, opts: PromoteOptions): Promise<Promot
     const custom = { compatible, version, releaseCounter: release.releaseCounter };
     const plan = planRelease(to, existing, custom, targets, opts.force);
     if (plan === 'add') {
-      const map = { ...existing, ...Object.fromEntries(targets.map((t) => [t.path, t])) };
+      const map = await withChannelIndex(dir, to, compatible, {
+        ...existing,
+        ...Object.fromEntries(targets.map((t) => [t.path, t])),
+      });
       const delegations = state.roles.has(role)
         ? undefined
         : withChannel(state.targets.signed, state.root.signed, to);

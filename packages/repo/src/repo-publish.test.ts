@@ -12,6 +12,8 @@ import { refresh, renewTargets } from './repo-refresh.ts';
 import { loadRepo } from './repo-state.ts';
 import { listRepoReleases } from './release.ts';
 import { verifyRepo } from './repo-verify.ts';
+import { readTargetFile } from './target-file.ts';
+import type { ChannelIndex } from './channel-index.ts';
 
 async function chunkIds(path: string): Promise<Set<string>> {
   const src = new FileSource(path);
@@ -66,12 +68,33 @@ describe('publishBundle', () => {
         releaseCounter: 2,
       });
       assert.ok(stable['channels/stable/acme-widget/1.1.0/rootfs.cidx']);
-      assert.equal(Object.keys(stable).length, 4);
+      assert.equal(Object.keys(stable).length, 5);
       const betaTargets = state.roles.get('channel-beta')!.signed.targets;
       assert.deepEqual(Object.keys(betaTargets).sort(), [
         'channels/beta/acme-widget/2.0.0-beta.1/manifest.json',
         'channels/beta/acme-widget/2.0.0-beta.1/rootfs.cidx',
+        'channels/beta/acme-widget/index/releases.json',
       ]);
+    });
+
+    it('lists both stable releases in the channel index, oldest first', async () => {
+      const state = await loadRepo(f.repo);
+      const t =
+        state.roles.get('channel-stable')!.signed.targets[
+          'channels/stable/acme-widget/index/releases.json'
+        ]!;
+      const index = JSON.parse((await readTargetFile(f.repo, t)).toString()) as ChannelIndex;
+      assert.deepEqual(
+        index.releases.map((r) => [r.version, r.releaseCounter, r.manifest]),
+        [
+          ['1.0.0', 1, 'channels/stable/acme-widget/1.0.0/manifest.json'],
+          ['1.1.0', 2, 'channels/stable/acme-widget/1.1.0/manifest.json'],
+        ],
+      );
+      assert.equal(
+        index.releases[1]!.chunkIndexes.rootfs,
+        'channels/stable/acme-widget/1.1.0/rootfs.cidx',
+      );
     });
 
     it('delegates each channel to the targets keys for its own paths only', async () => {
@@ -116,7 +139,7 @@ describe('publishBundle', () => {
         keyring: f.keyring,
       });
       assert.deepEqual(r.channels.stable!.releases, ['acme-widget@1.0.0', 'acme-widget@1.1.0']);
-      assert.equal(r.targetFiles, 6);
+      assert.equal(r.targetFiles, 8);
     });
   });
 

@@ -15,6 +15,7 @@ import {
   type OpenedBundle,
 } from '@ferry/core';
 import { withChannel } from './channel.ts';
+import { withChannelIndex } from './channel-index.ts';
 import { commit, type SigningKeys } from './repo-commit.ts';
 import { channelRoleName, checkChannel } from './repo-layout.ts';
 import { loadRepo, withRepoLock } from './repo-state.ts';
@@ -95,7 +96,10 @@ export async function publishBundle(
       const chunks = await copyChunks(b, new ChunkStore(dir));
       for (const f of files) await storeTargetFile(dir, f.target, f.bytes);
       if (plan === 'add') {
-        const map = { ...existing, ...Object.fromEntries(targets.map((t) => [t.path, t])) };
+        const map = await withChannelIndex(dir, channel, compatible, {
+          ...existing,
+          ...Object.fromEntries(targets.map((t) => [t.path, t])),
+        });
         const delegations = state.roles.has(role)
           ? undefined
           : withChannel(state.targets.signed, state.root.signed, channel);

@@ -58,7 +58,7 @@ describe('verifyRepo', () => {
   describe('when nothing is tampered with', () => {
     it('returns a report', async () => {
       const r = await verifyRepo(f.repo, opts({ keyring: f.keyring }));
-      assert.equal(r.targetFiles, 2);
+      assert.equal(r.targetFiles, 3);
       assert.ok(r.chunks > 5);
       assert.equal(r.chunkBytes, f.base.length);
     });

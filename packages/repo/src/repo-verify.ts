@@ -8,6 +8,7 @@
 import { readFile } from 'node:fs/promises';
 import { Metadata, MetadataKind, type Root, type Targets, type MetaFile } from '@tufjs/models';
 import {
+  canonicalBytes,
   ChunkStore,
   FerryError,
   parseChunkIndex,
@@ -20,6 +21,7 @@ import {
 } from '@ferry/core';
 import { METADATA_MAX_BYTES, metadataFile } from './repo-layout.ts';
 import { latestRootVersion, readMetadata } from './repo-state.ts';
+import { buildChannelIndex, channelIndexPath } from './channel-index.ts';
 import { releasesIn, type PublishedRelease } from './release.ts';
 import { readTargetFile } from './target-file.ts';
 import type { AnyMetadata } from './tuf-key.ts';
@@ -152,6 +154,23 @@ async function verifyChunks(dir: string, chunks: Map<string, number>): Promise<n
   return bytes;
 }
 
+/** Every compatible of the channel has an index, and each index lists exactly its releases. */
+async function verifyChannelIndexes(
+  dir: string,
+  channel: string,
+  role: Targets,
+  releases: PublishedRelease[],
+) {
+  for (const compatible of new Set(releases.map((r) => r.compatible))) {
+    const path = channelIndexPath(channel, compatible);
+    const t = role.targets[path];
+    if (!t) throw invalid(`${channel}/${compatible}`, new Error(`${path} is missing`));
+    const want = canonicalBytes(buildChannelIndex(channel, compatible, role.targets));
+    if (!want.equals(await readTargetFile(dir, t)))
+      throw invalid(path, new Error('does not list the releases of its channel'));
+  }
+}
+
 /** TUF 5.3-5.6 for the top-level roles: signatures, versions, hashes against parents, expiry. */
 async function verifyTopLevel(dir: string, trusted: Metadata<Root>, now: Date) {
   const root = await verifyRootChain(dir, trusted, now);
@@ -193,7 +212,9 @@ async function verifyChannel(
       throw invalid(name, new Error(`${t.path} is outside its paths`));
     await readTargetFile(dir, t);
   }
-  const releases = releasesIn(name.replace(/^channel-/, ''), md.signed.targets);
+  const channel = name.replace(/^channel-/, '');
+  const releases = releasesIn(channel, md.signed.targets);
+  await verifyChannelIndexes(dir, channel, md.signed, releases);
   for (const r of releases)
     for (const [id, size] of await verifyRelease(dir, md.signed, r, opts.keyring))
       chunks.set(id, size);
