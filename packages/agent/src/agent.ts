@@ -9,7 +9,8 @@ import { createBootloader } from './bootloaders.ts';
 import { bootableSlots, loadConfig, type SlotConfig, type SystemConfig } from './config.ts';
 import { detectBootedSlot } from './booted.ts';
 import { runHealthChecks, type HealthResult } from './health.ts';
-import { installBundle, type InstallEvent, type InstallResult } from './install.ts';
+import { installBundle, installRelease, type InstallEvent, type InstallResult } from './install.ts';
+import { checkUpdate, openRepoRelease, type UpdateCheck } from './update.ts';
 import { StateStore, type AgentState } from './state.ts';
 
 export type AgentEvent =
@@ -21,7 +22,16 @@ export type AgentEvent =
     }
   | { id: 'rollback.detected'; from: string; to: string; reason: string }
   | { id: 'rollback.triggered'; from: string; to: string; reason: string }
-  | { id: 'health.result'; check: string; ok: boolean; detail: string; seconds: number };
+  | { id: 'health.result'; check: string; ok: boolean; detail: string; seconds: number }
+  | { id: 'update.checked'; check: UpdateCheck };
+
+/** What `Agent.update` did. */
+export interface UpdateResult {
+  check: UpdateCheck;
+  /** Set when a release was written (committed, or staged when `staged`). */
+  installed?: InstallResult;
+  staged: boolean;
+}
 
 export interface SlotStatus {
   name: string;
@@ -43,6 +53,10 @@ export interface StatusReport {
   highWaterCounter: number;
   installCount: number;
   pendingSlot?: string;
+  stagedSlot?: string;
+  /** The channel followed: the rebased one, else [update] channel. */
+  channel: string;
+  repository?: string;
   lastInstall?: AgentState['lastInstall'];
   lastRollback?: AgentState['lastRollback'];
   slots: SlotStatus[];
@@ -142,6 +156,9 @@ export class Agent {
       highWaterCounter: s.highWaterCounter,
       installCount: s.installCount,
       ...(s.pendingSlot ? { pendingSlot: s.pendingSlot } : {}),
+      ...(s.stagedSlot ? { stagedSlot: s.stagedSlot } : {}),
+      channel: s.channel ?? this.config.update.channel,
+      ...(this.config.update.repository ? { repository: this.config.update.repository } : {}),
       ...(s.lastInstall ? { lastInstall: s.lastInstall } : {}),
       ...(s.lastRollback ? { lastRollback: s.lastRollback } : {}),
       slots,
@@ -168,6 +185,79 @@ export class Agent {
     } finally {
       if (typeof from === 'string') await source.close();
     }
+  }
+
+  /**
+   * Asks the repository for the newest release of the followed channel (TUF refresh, channel
+   * index, signed manifest). Nothing is written but trusted metadata.
+   */
+  async check(onEvent?: (e: AgentEvent) => void): Promise<UpdateCheck> {
+    const { check } = await checkUpdate({
+      config: this.config,
+      keyring: await loadKeyring(this.config.keyring),
+      state: await this.state.load(),
+      booted: this.booted?.slot,
+    });
+    onEvent?.({ id: 'update.checked', check });
+    return check;
+  }
+
+  /**
+   * Checks, then installs the newest release if there is one, fetching only the chunks no local
+   * slot holds. With `stage`, the slot is written and verified but not made primary.
+   */
+  async update(
+    opts: { onEvent?: (e: AgentEvent) => void; stage?: boolean; signal?: AbortSignal } = {},
+  ): Promise<UpdateResult> {
+    const keyring = await loadKeyring(this.config.keyring);
+    const booted = this.requireBooted();
+    const { check, found, tuf } = await checkUpdate({
+      config: this.config,
+      keyring,
+      state: await this.state.load(),
+      booted,
+    });
+    opts.onEvent?.({ id: 'update.checked', check });
+    if (!check.available) return { check, staged: false };
+    const release = await openRepoRelease(this.config, tuf, found, opts.signal);
+    try {
+      const installed = await installRelease({
+        config: this.config,
+        release,
+        keyring,
+        bootloader: this.bootloader,
+        booted,
+        state: this.state,
+        ...(opts.stage ? { stage: true } : {}),
+        ...(opts.onEvent ? { onEvent: opts.onEvent } : {}),
+      });
+      return { check, installed, staged: installed.staged };
+    } finally {
+      await release.close();
+    }
+  }
+
+  /** Makes the staged slot primary (the commit point a staged update waited for). */
+  async activateStaged(): Promise<{ slot: string; bootname: string }> {
+    const s = await this.state.load();
+    const slot = s.stagedSlot ? this.config.slots.find((x) => x.name === s.stagedSlot) : undefined;
+    if (!slot?.bootname || s.slots[slot.name]?.status !== 'installed')
+      throw new FerryError('UPDATE_NOTHING_STAGED', 'no staged update to activate');
+    await this.bootloader.setPrimary(slot.bootname, this.config.bootAttempts);
+    await this.state.update((st) => {
+      st.pendingSlot = slot.name;
+      delete st.stagedSlot;
+    });
+    return { slot: slot.name, bootname: slot.bootname };
+  }
+
+  /** Follows `channel` from now on (kept in the state; [update] channel stays the default). */
+  async rebase(channel: string): Promise<void> {
+    if (!/^[a-z][a-z0-9-]{0,31}$/.test(channel))
+      throw new FerryError('USAGE', `not a channel name: ${JSON.stringify(channel)}`);
+    await this.state.update((s) => {
+      s.channel = channel;
+    });
   }
 
   /** mark-good / mark-bad / mark-active on a bootable slot. Marking the booted slot good commits it. */

@@ -240,12 +240,41 @@ describe('parseConfig', () => {
       ['slot.rootfs.0.offset', -512, 0],
       ['slot.rootfs.0.size', 0, 1],
       ['slot.rootfs.0.size', -1, 1],
+      ['update.parallel', 0, 1],
+      ['update.parallel', 65, 64],
+      ['update.bandwidth', -1, 0],
+      ['daemon.interval', 9, 10],
     ];
     for (const [key, wrong, right] of cases)
       it(`refuses ${key} = ${wrong}`, () => {
         assert.doesNotThrow(() => parseDoc(withValue(key, right)));
         refuses(withValue(key, wrong));
       });
+  });
+
+  describe('when [update] and [daemon] are set', () => {
+    it('defaults to the stable channel, 4 connections and no repository', () => {
+      const c = parseDoc(base());
+      assert.equal(c.update.repository, undefined);
+      assert.equal(c.update.channel, 'stable');
+      assert.equal(c.update.parallel, 4);
+      assert.equal(c.update.trustedRoot, '/etc/ferry/repository-root.json');
+      assert.deepEqual([c.daemon.install, c.daemon.reboot], ['auto', 'now']);
+    });
+    it('refuses a repository that is not an http(s) URL', () => {
+      assert.doesNotThrow(() => parseDoc(withValue('update.repository', 'https://u.example/r')));
+      refuses(withValue('update.repository', 'ftp://u.example/r'));
+      refuses(withValue('update.repository', '/srv/repo'));
+    });
+    it('refuses an unknown policy and a window reboot without a window', () => {
+      refuses(withValue('daemon.install', 'sometimes'));
+      refuses(withValue('daemon.reboot', 'window'));
+      refuses(withValue('daemon.window', '25:00-02:00'));
+      refuses(withValue('daemon.window', '02:00-02:00'));
+      const c = parseDoc(withValue('daemon.window', '23:30-01:00'));
+      assert.deepEqual(c.daemon.window, { start: 1410, end: 60 });
+    });
+    it('refuses a malformed channel', () => refuses(withValue('update.channel', 'Stable')));
   });
 
   describe('when names are malformed', () => {
@@ -387,6 +416,8 @@ describe('docs/config.md', () => {
     it('parses the A/B GRUB example', async () => {
       const c = parseConfig(await example('Example: A/B GRUB device'), { root: '/' });
       assert.equal(c.bootloader.backend, 'grub');
+      assert.equal(c.update.repository, 'https://updates.example.com/acme');
+      assert.deepEqual(c.daemon.window, { start: 120, end: 270 });
       assert.deepEqual(
         bootableSlots(c).map((s) => s.bootname),
         ['A', 'B'],

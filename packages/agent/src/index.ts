@@ -36,3 +36,15 @@ export {
   type TufTarget,
   type TufDownload,
 } from './tuf-client.ts';
+export * from './update.ts';
+export * from './release-source.ts';
+export * from './http-fetch.ts';
+export * from './daemon.ts';
+export * from './daemon-schedule.ts';
+export {
+  listenDaemonApi,
+  httpStatusFor,
+  MAX_REQUEST_BYTES,
+  type DaemonApiServer,
+} from './daemon-api.ts';
+export { DaemonClient, probeDaemon } from './daemon-client.ts';

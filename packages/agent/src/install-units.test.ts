@@ -1,8 +1,9 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import type { PayloadEntry } from '@ferry/core';
+import type { OpenedBundle, PayloadEntry } from '@ferry/core';
 import type { SlotConfig } from './config.ts';
 import { planUnits } from './install.ts';
+import { BundleRelease, type ChunkRef } from './release-source.ts';
 import type { SeedLocation } from './seeds.ts';
 
 const id = (n: number) => n.toString(16).padStart(64, '0');
@@ -14,59 +15,89 @@ const slot: SlotConfig = {
   readonly: false,
 };
 
-function payload(lengths: number[], order = lengths.map((_, i) => i)): Map<string, PayloadEntry> {
-  const m = new Map<string, PayloadEntry>();
+/** A BundleRelease over an opened bundle holding only what units() reads: the payload table. */
+function bundle(lengths: number[], order = lengths.map((_, i) => i)): BundleRelease {
+  const payload = new Map<string, PayloadEntry>();
   let offset = 0;
   for (const i of order) {
-    m.set(id(i), { id: id(i), offset, length: lengths[i]! });
+    payload.set(id(i), { id: id(i), offset, length: lengths[i]! });
     offset += lengths[i]!;
   }
-  return m;
+  const opened = {
+    source: { name: 'test.fbd', bytesRead: 0 },
+    manifest: { compatible: 'x' },
+    images: new Map(),
+    payload,
+  } as unknown as OpenedBundle;
+  return new BundleRelease(opened);
 }
 
-describe('planUnits', () => {
+describe('BundleRelease.units', () => {
   describe('when every chunk comes from the bundle in payload order', () => {
-    it('reads adjacent frames as one run, with offsets inside the run', () => {
+    it('reads adjacent frames as one run of the summed size', () => {
       const chunks = [0, 1, 2].map((i) => ({ id: id(i), size: 1000 }));
-      const units = planUnits(chunks, payload([100, 200, 300]), new Map());
-      assert.equal(units.length, 1);
-      const u = units[0]!;
-      assert.equal(u.kind, 'bundle');
-      if (u.kind !== 'bundle') return;
-      assert.deepEqual([u.offset, u.length, u.size], [0, 600, 3000]);
+      const units = bundle([100, 200, 300]).units(chunks);
       assert.deepEqual(
-        u.items.map((i) => [i.offset, i.length]),
-        [
-          [0, 100],
-          [100, 200],
-          [300, 300],
-        ],
+        units.map((u) => u.size),
+        [3000],
       );
     });
     it('starts a new run at 1 MiB of frames', () => {
       const lengths = Array.from({ length: 5 }, () => 350 * 1024);
       const chunks = lengths.map((_, i) => ({ id: id(i), size: 1 }));
       assert.deepEqual(
-        planUnits(chunks, payload(lengths), new Map()).map((u) =>
-          u.kind === 'bundle' ? u.items.length : 0,
-        ),
+        bundle(lengths)
+          .units(chunks)
+          .map((u) => u.size),
         [2, 2, 1],
       );
     });
-  });
-  describe('when chunks repeat or come from seeds', () => {
-    it('breaks runs at seeds and at frames that are not adjacent', () => {
-      const chunks = [0, 1, 2, 0, 3].map((i) => ({ id: id(i), size: 10 }));
-      const seeds = new Map<string, SeedLocation>([[id(2), { slot, offset: 0, size: 10 }]]);
-      const units = planUnits(chunks, payload([5, 5, 5, 5]), seeds);
+    it('breaks runs at frames that are not adjacent', () => {
+      const chunks = [0, 2, 1].map((i) => ({ id: id(i), size: 10 }));
       assert.deepEqual(
-        units.map((u) => (u.kind === 'seed' ? 'seed' : u.items.length)),
-        [2, 'seed', 1, 1],
+        bundle([5, 5, 5])
+          .units(chunks)
+          .map((u) => u.size),
+        [10, 10, 10],
+      );
+    });
+  });
+});
+
+describe('planUnits', () => {
+  /** A source whose units are one per chunk, recording the stretches it was asked for. */
+  const recorder = () => {
+    const gaps: string[][] = [];
+    return {
+      gaps,
+      units: (chunks: ChunkRef[]) => {
+        gaps.push(chunks.map((c) => c.id));
+        return chunks.map((c) => ({
+          size: c.size,
+          fetch: () => Promise.reject(new Error('not fetched in this test')),
+        }));
+      },
+    };
+  };
+
+  describe('when chunks come from seeds, the target itself and the source', () => {
+    it('asks the source only for the stretches between, and covers every byte once', () => {
+      const chunks = [0, 1, 2, 0, 3].map((i) => ({ id: id(i), size: 10 + i }));
+      const seeds = new Map<string, SeedLocation>([[id(2), { slot, offset: 0, size: 12 }]]);
+      const src = recorder();
+      const units = planUnits(chunks, src, seeds, new Set([4]));
+      assert.deepEqual(
+        units.map((u) => u.kind),
+        ['fetch', 'fetch', 'seed', 'fetch', 'present'],
+      );
+      assert.deepEqual(src.gaps, [[id(0), id(1)], [id(0)]]);
+      assert.deepEqual(
+        units.map((u) => u.offset),
+        [0, 10, 21, 33, 43],
       );
       assert.equal(
         units.reduce((n, u) => n + u.size, 0),
-        50,
-        'every byte of the image is covered once',
+        10 + 11 + 12 + 10 + 13,
       );
     });
   });

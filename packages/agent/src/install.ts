@@ -10,11 +10,9 @@ import { createHash } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import {
-  canonicalBytes,
   FerryError,
   isFerryError,
   openBundle,
-  readBundleFrame,
   serializeChunkIndex,
   VerityHasher,
   writeFileAtomic,
@@ -22,14 +20,18 @@ import {
   type ChunkIndex,
   type Keyring,
   type ManifestImage,
-  type OpenedBundle,
 } from '@ferry/core';
 import type { Bootloader, BootState } from './bootloader.ts';
 import type { SlotConfig, SystemConfig } from './config.ts';
 import { ComputePool } from './compute-pool.ts';
-import type { DecodeItem } from './compute-worker.ts';
 import { faultPoint } from './fault.ts';
 import { planInstall, type InstallPlan, type InstallTarget } from './install-plan.ts';
+import {
+  BundleRelease,
+  type ChunkRef,
+  type FetchUnit,
+  type ReleaseSource,
+} from './release-source.ts';
 import { collectSeeds, SeedReader, type SeedLocation } from './seeds.ts';
 import { deviceSize, SlotDevice } from './slot-device.ts';
 import { indexPath, type StateStore } from './state.ts';
@@ -51,7 +53,8 @@ export type InstallEvent =
     }
   | {
       id: 'install.progress';
-      phase: 'write' | 'verify';
+      /** 'download' when chunks come over the network, 'write' from a local bundle. */
+      phase: 'download' | 'write' | 'verify';
       image: string;
       done: number;
       total: number;
@@ -59,17 +62,19 @@ export type InstallEvent =
       fetchedBytes: number;
     }
   | { id: 'install.seed-corrupt'; chunk: string; slot: string }
+  | { id: 'install.staged'; target: string; bootname: string }
   | { id: 'install.committed'; target: string; bootname: string; attempts: number }
   | { id: 'install.failed'; code: string; message: string };
 
 export interface InstallOptions {
   config: SystemConfig;
-  source: ByteSource;
   keyring: Keyring;
   bootloader: Bootloader;
   booted: SlotConfig;
   state: StateStore;
   onEvent?: (e: InstallEvent) => void;
+  /** Write and verify, but leave the bootloader alone (activateStaged commits later). */
+  stage?: boolean;
 }
 
 export interface InstallResult {
@@ -77,13 +82,22 @@ export interface InstallResult {
   bootname: string;
   version: string;
   releaseCounter: number;
+  manifestSha256: string;
+  /** Bytes copied from other local slots. */
   seededBytes: number;
+  /** Bytes the target slot already held at the right place (a resumed or similar install). */
+  presentBytes: number;
+  /** Uncompressed bytes of the chunks fetched from the source. */
   fetchedBytes: number;
+  /** Compressed bytes read from the source (bundle file, bundle URL or repository). */
   bundleBytesRead: number;
+  /** True when the slot was staged, not made primary. */
+  staged: boolean;
 }
 
 interface Counters {
   seededBytes: number;
+  presentBytes: number;
   fetchedBytes: number;
 }
 
@@ -92,53 +106,73 @@ interface Counters {
  * @example
  * await installBundle({ config, source: openSource('v2.fbd'), keyring, bootloader, booted, state });
  */
-export async function installBundle(o: InstallOptions): Promise<InstallResult> {
-  const emit = o.onEvent ?? (() => undefined);
-  try {
+export async function installBundle(
+  o: InstallOptions & { source: ByteSource },
+): Promise<InstallResult> {
+  return recordFailure(o, async () => {
     const bundle = await openBundle(o.source, { keyring: o.keyring });
-    faultPoint('opened');
-    const m = bundle.manifest;
-    emit({
-      id: 'install.started',
-      source: o.source.name,
-      compatible: m.compatible,
-      version: m.version,
-      releaseCounter: m.releaseCounter,
+    return installVerified(o, new BundleRelease(bundle));
+  });
+}
+
+/**
+ * Installs a release whose manifest and indexes the caller has verified (a repository release
+ * fetched through TUF and checked against the keyring).
+ */
+export async function installRelease(
+  o: InstallOptions & { release: ReleaseSource },
+): Promise<InstallResult> {
+  return recordFailure(o, () => installVerified(o, o.release));
+}
+
+async function installVerified(o: InstallOptions, release: ReleaseSource): Promise<InstallResult> {
+  const emit = o.onEvent ?? (() => undefined);
+  faultPoint('opened');
+  const m = release.manifest;
+  emit({
+    id: 'install.started',
+    source: release.name,
+    compatible: m.compatible,
+    version: m.version,
+    releaseCounter: m.releaseCounter,
+  });
+  const plan = await makePlan(o, release);
+  faultPoint('planned');
+  const counters = { seededBytes: 0, presentBytes: 0, fetchedBytes: 0 };
+  await prepareTargets(o, plan);
+  faultPoint('prepared');
+  const state = await o.state.load();
+  const seeds = await collectSeeds(o.config, state, new Set(plan.targets.map((t) => t.slot.name)));
+  emit({
+    id: 'install.planned',
+    target: plan.bootSlot.name,
+    bootname: plan.bootname,
+    images: plan.targets.map((t) => t.image),
+    seedChunks: seeds.size,
+  });
+  const reader = new SeedReader();
+  const pool = new ComputePool();
+  try {
+    for (const t of plan.targets) await writeTarget(o, release, t, seeds, reader, counters, pool);
+  } finally {
+    await reader.close();
+    await pool.close();
+  }
+  faultPoint('verified');
+  await recordInstalled(o, release, plan);
+  faultPoint('recorded');
+  if (o.stage) {
+    await o.state.update((s) => {
+      s.stagedSlot = plan.bootSlot.name;
     });
-    const plan = await makePlan(o, bundle);
-    faultPoint('planned');
-    const counters = { seededBytes: 0, fetchedBytes: 0 };
-    await prepareTargets(o, plan);
-    faultPoint('prepared');
-    const state = await o.state.load();
-    const seeds = await collectSeeds(
-      o.config,
-      state,
-      new Set(plan.targets.map((t) => t.slot.name)),
-    );
-    emit({
-      id: 'install.planned',
-      target: plan.bootSlot.name,
-      bootname: plan.bootname,
-      images: plan.targets.map((t) => t.image),
-      seedChunks: seeds.size,
-    });
-    const reader = new SeedReader();
-    const pool = new ComputePool();
-    try {
-      for (const t of plan.targets) await writeTarget(o, bundle, t, seeds, reader, counters, pool);
-    } finally {
-      await reader.close();
-      await pool.close();
-    }
-    faultPoint('verified');
-    await recordInstalled(o, bundle, plan);
-    faultPoint('recorded');
+    emit({ id: 'install.staged', target: plan.bootSlot.name, bootname: plan.bootname });
+  } else {
     // The commit point: from here the bootloader tries the new slot.
     await o.bootloader.setPrimary(plan.bootname, plan.attempts);
     faultPoint('committed');
     await o.state.update((s) => {
       s.pendingSlot = plan.bootSlot.name;
+      delete s.stagedSlot;
     });
     emit({
       id: 'install.committed',
@@ -146,19 +180,28 @@ export async function installBundle(o: InstallOptions): Promise<InstallResult> {
       bootname: plan.bootname,
       attempts: plan.attempts,
     });
-    return {
-      target: plan.bootSlot.name,
-      bootname: plan.bootname,
-      version: m.version,
-      releaseCounter: m.releaseCounter,
-      ...counters,
-      bundleBytesRead: o.source.bytesRead,
-    };
+  }
+  return {
+    target: plan.bootSlot.name,
+    bootname: plan.bootname,
+    version: m.version,
+    releaseCounter: m.releaseCounter,
+    manifestSha256: release.manifestSha256,
+    ...counters,
+    bundleBytesRead: release.bytesRead,
+    staged: o.stage === true,
+  };
+}
+
+/** Runs an install, recording a failure in the state and as an event before rethrowing it. */
+async function recordFailure<T>(o: InstallOptions, run: () => Promise<T>): Promise<T> {
+  try {
+    return await run();
   } catch (e) {
     const fe = isFerryError(e)
       ? e
       : new FerryError('INTERNAL', String((e as Error)?.message ?? e), { cause: e });
-    emit({ id: 'install.failed', code: fe.code, message: fe.message });
+    o.onEvent?.({ id: 'install.failed', code: fe.code, message: fe.message });
     await o.state
       .update((s) => {
         s.lastInstall = {
@@ -172,11 +215,7 @@ export async function installBundle(o: InstallOptions): Promise<InstallResult> {
   }
 }
 
-export function manifestSha256(b: OpenedBundle): string {
-  return createHash('sha256').update(canonicalBytes(b.manifest)).digest('hex');
-}
-
-async function makePlan(o: InstallOptions, bundle: OpenedBundle): Promise<InstallPlan> {
+async function makePlan(o: InstallOptions, release: ReleaseSource): Promise<InstallPlan> {
   const state = await o.state.load();
   const bootStates: Record<string, BootState> = {};
   const slotSizes: Record<string, number> = {};
@@ -187,16 +226,15 @@ async function makePlan(o: InstallOptions, bundle: OpenedBundle): Promise<Instal
     const size = s.size ?? (device ?? 0) - s.offset;
     if (device !== undefined && size > 0 && s.offset + size <= device) slotSizes[s.name] = size;
   }
-  const plan = planInstall({
-    manifest: bundle.manifest,
-    manifestSha256: manifestSha256(bundle),
+  return planInstall({
+    manifest: release.manifest,
+    manifestSha256: release.manifestSha256,
     config: o.config,
     state,
     booted: o.booted,
     bootStates,
     slotSizes,
   });
-  return plan;
 }
 
 /** Before the first byte: the target is marked bad (never booted half-written) and 'writing'. */
@@ -204,64 +242,104 @@ async function prepareTargets(o: InstallOptions, plan: InstallPlan): Promise<voi
   await o.bootloader.setState(plan.bootname, 'bad');
   await o.state.update((s) => {
     if (s.pendingSlot === plan.bootSlot.name) delete s.pendingSlot;
+    if (s.stagedSlot === plan.bootSlot.name) delete s.stagedSlot;
     for (const t of plan.targets) s.slots[t.slot.name] = { status: 'writing' };
   });
 }
 
-/** Streams one image into its slot, chunk by chunk, seeds first, then reads it back and checks it. */
 /** Progress events at most every this many bytes (a 1 GiB image has some 16,000 chunks). */
 const PROGRESS_STEP = 1 << 20;
-/** Bundle chunks whose frames follow each other are read, decoded and written together, up to this many frame bytes. */
-const RUN_BYTES = 1 << 20;
 
-/** A piece of work for the write loop: one seed chunk, or a run of bundle chunks with adjacent frames. */
-type Unit =
-  | { kind: 'seed'; id: string; size: number; seed: SeedLocation }
-  | { kind: 'bundle'; offset: number; length: number; size: number; items: DecodeItem[] };
+/** A piece of work for the write loop, at its offset in the image. */
+export type Unit =
+  | { kind: 'seed'; offset: number; id: string; size: number; seed: SeedLocation }
+  | { kind: 'present'; offset: number; size: number }
+  | { kind: 'fetch'; offset: number; size: number; unit: FetchUnit }
+  /** A chunk repeated in the image: copied from where its first copy is written. */
+  | { kind: 'copy'; offset: number; size: number; from: number };
 
-/** Cuts an image's chunks into units, in image order. */
+/**
+ * Cuts an image's chunks into units, in image order: chunks a seed holds, chunks the target
+ * already holds in place (`present`, by index), and the source's units for each stretch of
+ * the rest. With `dedupe` (network sources), a chunk the image repeats is fetched once and
+ * copied to its other places.
+ */
 export function planUnits(
   chunks: ChunkIndex['chunks'],
-  payload: OpenedBundle['payload'],
+  release: Pick<ReleaseSource, 'units'>,
   seeds: Map<string, SeedLocation>,
+  present: Set<number> = new Set(),
+  dedupe = false,
 ): Unit[] {
   const units: Unit[] = [];
-  let run: Extract<Unit, { kind: 'bundle' }> | undefined;
-  for (const c of chunks) {
+  const first = new Map<string, number>();
+  let gap: ChunkRef[] = [];
+  let gapOffset = 0;
+  let offset = 0;
+  const flush = () => {
+    let at = gapOffset;
+    for (const unit of release.units(gap)) {
+      units.push({ kind: 'fetch', offset: at, size: unit.size, unit });
+      at += unit.size;
+    }
+    gap = [];
+  };
+  chunks.forEach((c, i) => {
     const seed = seeds.get(c.id);
-    if (seed) {
-      run = undefined;
-      units.push({ kind: 'seed', id: c.id, size: c.size, seed });
-      continue;
-    }
-    const e = payload.get(c.id)!;
-    if (run && e.offset === run.offset + run.length && run.length + e.length <= RUN_BYTES) {
-      run.items.push({ id: c.id, offset: run.length, length: e.length, size: c.size });
-      run.length += e.length;
-      run.size += c.size;
+    const from = dedupe ? first.get(c.id) : undefined;
+    if (seed || present.has(i) || from !== undefined) {
+      if (gap.length) flush();
+      units.push(
+        seed
+          ? { kind: 'seed', offset, id: c.id, size: c.size, seed }
+          : from !== undefined
+            ? { kind: 'copy', offset, size: c.size, from }
+            : { kind: 'present', offset, size: c.size },
+      );
     } else {
-      run = {
-        kind: 'bundle',
-        offset: e.offset,
-        length: e.length,
-        size: c.size,
-        items: [{ id: c.id, offset: 0, length: e.length, size: c.size }],
-      };
-      units.push(run);
+      if (!gap.length) gapOffset = offset;
+      gap.push(c);
+      first.set(c.id, offset);
     }
-  }
+    offset += c.size;
+  });
+  if (gap.length) flush();
   return units;
+}
+
+/**
+ * The chunks (by index) the slot already holds at their place in the new image: what a killed
+ * download wrote before it stopped, and what an older image shares at the same offsets. Each is
+ * read and hashed; only an exact match counts.
+ */
+async function presentChunks(
+  dev: SlotDevice,
+  chunks: ChunkIndex['chunks'],
+  seeds: Map<string, SeedLocation>,
+  limit: number,
+): Promise<Set<number>> {
+  const present = new Set<number>();
+  let offset = 0;
+  for (let i = 0; i < chunks.length; i++) {
+    const c = chunks[i]!;
+    if (!seeds.has(c.id) && offset + c.size <= limit) {
+      const data = await dev.read(offset, c.size).catch(() => undefined);
+      if (data && createHash('sha256').update(data).digest('hex') === c.id) present.add(i);
+    }
+    offset += c.size;
+  }
+  return present;
 }
 
 /**
  * Streams one image into its slot, then reads it back and checks it. The main thread reads and
  * writes; the pool's workers decompress and verify every chunk before its bytes come back, so
- * all cores work and no unverified byte is written. Up to 4 units are fetched ahead, written in
- * order, up to 3 writes in flight.
+ * all cores work and no unverified byte is written. Units run concurrently, each written at its
+ * own offset as soon as it is verified, so an interrupted download keeps every verified chunk.
  */
 async function writeTarget(
   o: InstallOptions,
-  bundle: OpenedBundle,
+  release: ReleaseSource,
   t: InstallTarget,
   seeds: Map<string, SeedLocation>,
   reader: SeedReader,
@@ -269,12 +347,27 @@ async function writeTarget(
   pool: ComputePool,
 ) {
   const emit = o.onEvent ?? (() => undefined);
-  const index = bundle.images.get(t.image)!.index;
-  const units = planUnits(index.chunks, bundle.payload, seeds);
+  const index = release.indexes.get(t.image)!;
   const dev = await SlotDevice.open(t.slot, 'r+');
-  const writing = new Set<Promise<void>>();
+  const running = new Set<Promise<void>>();
   try {
-    const fetchUnit = async (u: Unit): Promise<Buffer> => {
+    const present = release.remote
+      ? await presentChunks(dev, index.chunks, seeds, t.hashOffset)
+      : new Set<number>();
+    const units = planUnits(index.chunks, release, seeds, present, release.remote);
+    /** Completion of the unit written at each offset, for copies of repeated chunks. */
+    const writes = new Map<number, Promise<void>>();
+    const load = async (u: Unit): Promise<Buffer | undefined> => {
+      if (u.kind === 'present') {
+        c.presentBytes += u.size;
+        return undefined;
+      }
+      if (u.kind === 'copy') {
+        // Network sources fetch one chunk per unit, so the first copy's unit starts at `from`.
+        await writes.get(u.from);
+        c.seededBytes += u.size;
+        return dev.read(u.from, u.size);
+      }
       if (u.kind === 'seed') {
         const data = await reader.read(u.id, u.seed);
         if (data) {
@@ -282,53 +375,52 @@ async function writeTarget(
           return data;
         }
         emit({ id: 'install.seed-corrupt', chunk: u.id, slot: u.seed.slot.name });
-        const frame = await readBundleFrame(bundle, u.id);
+        const frame = await release.frame(u.id, u.size);
         c.fetchedBytes += u.size;
         return pool.decode(frame, [{ id: u.id, offset: 0, length: frame.length, size: u.size }]);
       }
-      const frames = await bundle.source.read(bundle.header.payloadOffset + u.offset, u.length);
+      const { frames, items } = await u.unit.fetch();
       c.fetchedBytes += u.size;
-      return pool.decode(frames, u.items);
+      return pool.decode(frames, items);
     };
-    const fetching: Array<Promise<Buffer>> = [];
-    let next = 0;
-    let pos = 0;
+    let done = 0;
     let reported = 0;
-    while (next < units.length || fetching.length > 0) {
-      while (next < units.length && fetching.length < 4) {
-        const p = fetchUnit(units[next++]!);
-        void p.catch(() => undefined);
-        fetching.push(p);
-      }
-      const data = await fetching.shift()!;
-      const w = dev.write(pos, data).finally(() => writing.delete(w));
-      writing.add(w);
-      if (writing.size >= 3) await Promise.race(writing);
-      if (pos === 0) {
-        await w;
+    let first = true;
+    const run = async (u: Unit) => {
+      const data = await load(u);
+      if (data) await dev.write(u.offset, data);
+      if (first) {
+        first = false;
         faultPoint('first-chunk');
       }
-      pos += data.length;
-      if (pos - reported >= PROGRESS_STEP || pos === index.imageSize) {
-        reported = pos;
+      done += u.size;
+      if (done - reported >= PROGRESS_STEP || done === index.imageSize) {
+        reported = done;
         emit({
           id: 'install.progress',
-          phase: 'write',
+          phase: release.remote ? 'download' : 'write',
           image: t.image,
-          done: pos,
+          done,
           total: index.imageSize,
-          ...c,
+          seededBytes: c.seededBytes,
+          fetchedBytes: c.fetchedBytes,
         });
       }
+    };
+    for (const u of units) {
+      const p = run(u).finally(() => running.delete(p));
+      running.add(p);
+      writes.set(u.offset, p);
+      if (running.size >= release.concurrency) await Promise.race(running);
     }
-    await Promise.all(writing);
-    if (pos !== index.imageSize)
-      throw new FerryError('INTERNAL', `wrote ${pos} of ${index.imageSize} bytes of ${t.image}`);
+    await Promise.all(running);
+    if (done !== index.imageSize)
+      throw new FerryError('INTERNAL', `wrote ${done} of ${index.imageSize} bytes of ${t.image}`);
     await dev.sync();
     faultPoint('written');
-    await verifyAndWriteTree(o, dev, t, bundle.manifest.images[t.image]!, pool);
+    await verifyAndWriteTree(o, dev, t, release.manifest.images[t.image]!, pool);
   } finally {
-    await Promise.allSettled(writing); // never close the slot under a pending write
+    await Promise.allSettled(running); // never close the slot under a pending write
     await dev.close();
   }
 }
@@ -401,19 +493,19 @@ async function saveIndex(dataDir: string, index: ChunkIndex, sha256: string): Pr
 
 async function recordInstalled(
   o: InstallOptions,
-  bundle: OpenedBundle,
+  source: ReleaseSource,
   plan: InstallPlan,
 ): Promise<void> {
-  const m = bundle.manifest;
+  const m = source.manifest;
   const release = {
     compatible: m.compatible,
     version: m.version,
     releaseCounter: m.releaseCounter,
-    manifestSha256: manifestSha256(bundle),
+    manifestSha256: source.manifestSha256,
   };
   for (const t of plan.targets) {
     const img = m.images[t.image]!;
-    await saveIndex(o.config.dataDir, bundle.images.get(t.image)!.index, img.chunkIndex.sha256);
+    await saveIndex(o.config.dataDir, source.indexes.get(t.image)!, img.chunkIndex.sha256);
   }
   const at = new Date().toISOString();
   await o.state.update((s) => {

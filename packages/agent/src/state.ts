@@ -42,6 +42,10 @@ export interface AgentState {
   slots: Record<string, SlotRecord>;
   /** The bootable slot made primary by the last install, until it is marked good or bad. */
   pendingSlot?: string;
+  /** A slot written and verified but not yet made primary (download-only / ask policies). */
+  stagedSlot?: string;
+  /** The channel chosen by `ferry rebase`, overriding [update] channel. */
+  channel?: string;
   lastInstall?: {
     at: string;
     result: 'ok' | 'failed';
@@ -136,6 +140,11 @@ const STATE = shape({
   installCount: uint,
   slots: slotMap,
   'pendingSlot?': is('a slot name', (v) => typeof v === 'string' && SLOT_NAME_RE.test(v)),
+  'stagedSlot?': is('a slot name', (v) => typeof v === 'string' && SLOT_NAME_RE.test(v)),
+  'channel?': is(
+    'a channel name',
+    (v) => typeof v === 'string' && /^[a-z][a-z0-9-]{0,31}$/.test(v),
+  ),
   'lastInstall?': shape({
     at: str,
     result: oneOf('ok', 'failed'),

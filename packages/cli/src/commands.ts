@@ -11,6 +11,8 @@ import {
   rollback,
   status,
 } from './device-commands.ts';
+import { activate, check, rebase, update } from './update-commands.ts';
+import { daemon } from './daemon-commands.ts';
 import { imageBuild } from './image-commands.ts';
 import {
   repoGc,
@@ -36,10 +38,15 @@ export const COMMANDS: CommandSpec[] = [
   repoGc,
   status,
   install,
+  check,
+  update,
+  activate,
+  rebase,
   bootCheck,
   markGood,
   markBad,
   markActive,
   rollback,
+  daemon,
   demo,
 ];

@@ -4,8 +4,9 @@ import { resolve } from 'node:path';
 import { Agent, type AgentEvent, type StatusReport } from '@ferry/agent';
 import { FerryError } from '@ferry/core';
 import { flag, str, type CommandContext, type CommandSpec, type OptionSpec } from './command.ts';
+import { humanDaemonStatus, openDevice } from './daemon-commands.ts';
 
-const DEVICE_OPTIONS: Record<string, OptionSpec> = {
+export const DEVICE_OPTIONS: Record<string, OptionSpec> = {
   config: {
     type: 'string',
     placeholder: 'FILE',
@@ -21,7 +22,7 @@ const DEVICE_OPTIONS: Record<string, OptionSpec> = {
   },
 };
 
-function openAgent(ctx: CommandContext): Promise<Agent> {
+export function openAgent(ctx: CommandContext): Promise<Agent> {
   const configPath = str(ctx, 'config');
   const root = str(ctx, 'root');
   return Agent.open({
@@ -31,7 +32,7 @@ function openAgent(ctx: CommandContext): Promise<Agent> {
 }
 
 /** Events as JSON lines: on stdout under --json, and on --progress-fd N for UIs. */
-function eventSink(ctx: CommandContext): ((e: AgentEvent) => void) | undefined {
+export function eventSink(ctx: CommandContext): ((e: AgentEvent) => void) | undefined {
   const fd = str(ctx, 'progress-fd');
   const sinks: Array<(line: string) => void> = [];
   if (ctx.out.json) sinks.push((l) => ctx.out.stdout.write(l));
@@ -85,7 +86,16 @@ export const status: CommandSpec = {
   json: true,
   examples: ['ferry status', 'ferry status --json --root /tmp/fake-device'],
   async run(ctx) {
-    const r = await (await openAgent(ctx)).status();
+    const dev = await openDevice(ctx);
+    if ('daemon' in dev) {
+      const r = await dev.daemon.status();
+      ctx.out.result(
+        { ...r.system, daemon: r.daemon },
+        () => `${humanStatus(r.system)}\n${humanDaemonStatus(r.daemon)}`,
+      );
+      return;
+    }
+    const r = await dev.agent.status();
     ctx.out.result(r, () => humanStatus(r));
   },
 };
@@ -110,14 +120,25 @@ export const install: CommandSpec = {
     'ferry install --json https://updates.example.com/gw-1.3.0.fbd',
   ],
   async run(ctx) {
-    const agent = await openAgent(ctx);
+    const dev = await openDevice(ctx);
     const sink = eventSink(ctx);
     const bar = ctx.out.progress('install');
+    const onEvent = (e: AgentEvent) => {
+      sink?.(e);
+      if (e.id === 'install.progress') bar.update(e.done, e.total, `${e.phase} ${e.image}`);
+    };
     try {
-      const r = await agent.install(ctx.positionals[0]!, (e) => {
-        sink?.(e);
-        if (e.id === 'install.progress') bar.update(e.done, e.total, `${e.phase} ${e.image}`);
-      });
+      const src = ctx.positionals[0]!;
+      const r =
+        'daemon' in dev
+          ? // The daemon runs in another working directory: send it an absolute path.
+            (
+              await dev.daemon.install(
+                { source: /^https?:\/\//.test(src) ? src : resolve(src) },
+                (e) => onEvent(e as AgentEvent),
+              )
+            ).installed!
+          : await dev.agent.install(src, onEvent);
       bar.done();
       ctx.out.result(
         { id: 'install.result', ok: true, ...r },
@@ -186,11 +207,16 @@ function markCommand(action: 'good' | 'bad' | 'active'): CommandSpec {
     options: DEVICE_OPTIONS,
     json: true,
     async run(ctx) {
-      const slot = await (await openAgent(ctx)).mark(ctx.positionals[0] ?? 'booted', action);
-      ctx.out.result(
-        { slot: slot.name, bootname: slot.bootname, marked: action },
-        () => `marked ${slot.name} (${slot.bootname}) ${action}`,
-      );
+      const dev = await openDevice(ctx);
+      const r =
+        'daemon' in dev
+          ? await dev.daemon.mark(action, ctx.positionals[0])
+          : await dev.agent.mark(ctx.positionals[0] ?? 'booted', action).then((slot) => ({
+              slot: slot.name,
+              bootname: slot.bootname,
+              marked: action,
+            }));
+      ctx.out.result(r, () => `marked ${r.slot} (${r.bootname}) ${action}`);
     },
   };
 }
@@ -211,9 +237,10 @@ export const rollback: CommandSpec = {
   },
   json: true,
   async run(ctx) {
-    const agent = await openAgent(ctx);
-    const r = await agent.rollback();
+    const dev = await openDevice(ctx);
+    const r = 'daemon' in dev ? await dev.daemon.rollback() : await dev.agent.rollback();
     ctx.out.result(r, () => `rollback: next boot runs ${r.to} instead of ${r.from}`);
-    if (flag(ctx, 'reboot')) await agent.rebootNow();
+    // Rebooting touches no slot: done here even when the daemon made the switch.
+    if (flag(ctx, 'reboot')) await (await openAgent(ctx)).rebootNow();
   },
 };

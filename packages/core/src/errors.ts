@@ -51,6 +51,9 @@ export const ERROR_CODES = {
   IMAGE_SIZE_MISMATCH: 'an image does not have the size the manifest signs',
   VERITY_MISMATCH: 'the dm-verity root hash of an image differs from the signed one',
   VERITY_PARAMS_INVALID: 'dm-verity input is out of range (empty image, salt over 256 bytes)',
+  DELTA_INVALID: 'a chunk delta or delta pack is malformed, oversized or does not decode',
+  DELTA_BASE_MISSING: 'a delta names a base chunk the device does not hold',
+  DELTA_UNEXPECTED_CHUNK: 'a delta produces a chunk the signed target index does not list',
   // Device configuration, state and bootloaders
   CONFIG_INVALID:
     'the device configuration (system.toml) is malformed, has unknown keys or breaks a rule',
@@ -84,6 +87,16 @@ export const ERROR_CODES = {
   TUF_TIMEOUT: 'a TUF download did not finish within the fetch timeout (slow retrieval)',
   TUF_DOWNLOAD_FAILED: 'a TUF repository file could not be fetched (HTTP error, network)',
   TUF_TARGET_NOT_FOUND: 'no trusted TUF targets metadata lists the requested target',
+  // Fetching chunks (packages/agent/src/http-fetch.ts)
+  FETCH_FAILED: 'a chunk could not be fetched (network error or HTTP status other than 200/206)',
+  FETCH_TOO_LARGE: 'a server sent more bytes than the chunk can hold (endless data)',
+  FETCH_TIMEOUT: 'a fetch did not finish within the per-request timeout (slow retrieval)',
+  FETCH_TOO_SLOW: 'a fetch fell below the minimum transfer rate (slow retrieval)',
+  // Updating from a repository (packages/agent/src/update.ts)
+  UPDATE_NOT_CONFIGURED: 'no update repository is configured ([update] repository)',
+  UPDATE_INDEX_INVALID: 'the channel index of the repository is malformed',
+  UPDATE_NO_RELEASE: "the channel has no release for this device's compatible",
+  UPDATE_NOTHING_STAGED: 'there is no staged update to activate',
   // Update repository (packages/repo)
   REPO_INVALID: 'a repository is malformed, or its metadata fails a signature or version check',
   REPO_EXISTS: 'a repository already exists in the directory',
@@ -95,11 +108,40 @@ export const ERROR_CODES = {
   REPO_RELEASE_EXISTS: 'another release is already published under this compatible and version',
   REPO_RELEASE_COUNTER: 'a release counter is not above those of the compatible in the channel',
   REPO_RELEASE_NOT_FOUND: 'the channel has no release of that compatible and version',
+  // Update daemon (packages/agent/src/daemon*.ts)
+  DAEMON_BUSY: 'the update daemon is already running an operation; retry when it has finished',
+  DAEMON_STOPPING: 'the update daemon is shutting down and takes no new operations',
+  DAEMON_UNAVAILABLE: 'the update daemon socket exists but does not answer or refuses access',
+  DAEMON_ALREADY_RUNNING: 'another update daemon already listens on the configured socket',
+  DAEMON_REQUEST_INVALID: 'a daemon API request body is malformed, oversized or has invalid fields',
+  DAEMON_ROUTE_UNKNOWN: 'no daemon API route matches the request method and path',
+  DAEMON_RESPONSE_INVALID: 'the daemon API answered with a malformed or oversized response',
   // Image building
   IMAGE_INPUT_INVALID:
     'the input to an image build is not a directory, tarball or OCI image Ferry can read',
   IMAGE_PATH_TRAVERSAL:
     'an input archive holds a path that escapes the root (../, absolute, or through a symlink)',
+  // Fleet server (packages/server) and the device protocol (packages/protocol)
+  SERVER_CONFIG: 'the fleet server configuration (database URL, keys, repository) is invalid',
+  SERVER_DATABASE: 'the fleet server database cannot be opened or migrated',
+  SERVER_BAD_REQUEST: 'a request body, parameter or filter does not match its schema',
+  SERVER_BODY_TOO_LARGE: 'a request body is larger than the route accepts',
+  SERVER_NOT_FOUND: 'no such route or resource',
+  SERVER_CONFLICT: 'the request conflicts with the current state (exists already, wrong state)',
+  SERVER_UNAUTHENTICATED: 'no valid admin session (missing, expired or wrong credentials)',
+  SERVER_FORBIDDEN: "the admin user's role does not allow this action",
+  SERVER_CSRF: 'a state-changing admin request lacks the session CSRF token',
+  SERVER_RATE_LIMITED: 'too many requests from one client; retry later',
+  SERVER_REPOSITORY: 'the release repository cannot be read or fails a check',
+  DEVICE_AUTH_FAILED: 'a device request is not signed by the key of an enrolled device',
+  DEVICE_REPLAY: 'a device request reuses a nonce or its timestamp is too old or new (replay)',
+  DEVICE_NOT_APPROVED: 'the device is enrolled but not (yet) approved, or was rejected',
+  DEVICE_ENROLMENT_REFUSED: 'an enrolment token is unknown, expired or used up',
+  DEVICE_ASSIGNMENT_INVALID: 'a director assignment is malformed or not signed by a trusted key',
+  DEVICE_ASSIGNMENT_STALE: 'a director assignment is for another device or request, or expired',
+  DEVICE_ASSIGNMENT_MISMATCH: 'a director assignment disagrees with the TUF targets metadata',
+  DEVICE_ASSIGNMENT_DOWNGRADE:
+    'a director assignment names a lower release counter (rollback attack)',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
