@@ -251,6 +251,47 @@ describe('ferry CLI', () => {
         kept: number;
       };
       assert.deepEqual([g.deleted, g.kept > 0], [0, true]);
+      // Root rotation to a 2-of-3 root: a device holding root 1 still verifies the repository.
+      for (const k of ['r1', 'r2', 'r3'])
+        assert.equal(ferry('key', 'generate', `rk/${k}`).status, 0);
+      const online = ['--snapshot-key', 'rk/snapshot.key', '--timestamp-key', 'rk/timestamp.key'];
+      const rot = ferry(
+        'repo',
+        'keys',
+        'rotate',
+        '--json',
+        '--root-key',
+        'rk/root.key',
+        '--new-key',
+        'rk/r1.key',
+        '--new-key',
+        'rk/r2.key',
+        '--new-key',
+        'rk/r3.key',
+        '--threshold',
+        '2',
+        ...online,
+        'repo',
+        'root',
+      );
+      assert.equal(rot.status, 0, rot.stderr);
+      const rr = JSON.parse(rot.stdout) as { rootVersion: number; keyIds: string[] };
+      assert.deepEqual([rr.rootVersion, rr.keyIds.length], [2, 3]);
+      assert.equal(ferry('repo', 'verify', 'repo').status, 0, 'root 1 walks to root 2');
+      const bad = ferry(
+        'repo',
+        'keys',
+        'rotate',
+        '--root-key',
+        'rk/root.key',
+        '--new-key',
+        'rk/r1.key',
+        ...online,
+        'repo',
+        'root',
+      );
+      assert.equal(bad.status, 1, 'the old root key alone no longer meets the root threshold');
+      assert.match(bad.stderr, /REPO_SIGNING_KEYS/);
     });
   });
 });

@@ -20,6 +20,7 @@ import {
   repoPromote,
   repoPublish,
   repoRefresh,
+  repoKeysRotate,
   repoVerify,
 } from './repo-commands.ts';
 import { keyGenerate } from './key-commands.ts';
@@ -34,6 +35,7 @@ export const COMMANDS: CommandSpec[] = [
   repoPublish,
   repoPromote,
   repoRefresh,
+  repoKeysRotate,
   repoVerify,
   repoGc,
   status,

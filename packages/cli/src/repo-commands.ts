@@ -6,7 +6,9 @@ import {
   promote,
   publishBundle,
   refresh,
+  rotateKeys,
   verifyRepo,
+  type TopLevelRole,
   type SigningKeys,
 } from '@ferry/repo';
 import {
@@ -197,6 +199,62 @@ export const repoRefresh: CommandSpec = {
       r,
       () =>
         `snapshot v${r.snapshotVersion} until ${r.snapshotExpires}, timestamp v${r.timestampVersion} until ${r.timestampExpires}`,
+    );
+  },
+};
+
+const ROLES: TopLevelRole[] = ['root', 'targets', 'snapshot', 'timestamp'];
+
+export const repoKeysRotate: CommandSpec = {
+  name: 'repo keys rotate',
+  summary: 'Replace the keys of a top-level role (root, targets, snapshot, timestamp)',
+  description:
+    'Writes root N+1 naming the new keys, signed by a threshold of the current root keys (and, for root, by the new keys too), so devices walk from the old root to the new one. Rotating targets re-signs targets and the channels that used the old targets keys; rotating snapshot or timestamp re-signs it at once. Keep the old root keys offline until every device has updated.',
+  positionals: [DIR, { name: 'ROLE', description: ROLES.join(', ') }],
+  options: {
+    'root-key': {
+      type: 'string',
+      multiple: true,
+      placeholder: 'KEY',
+      description: 'a current root private key (give the root threshold of them)',
+    },
+    'new-key': {
+      type: 'string',
+      multiple: true,
+      placeholder: 'KEY',
+      description: "the role's new private key (repeat; exactly one for snapshot/timestamp)",
+    },
+    threshold: {
+      type: 'string',
+      placeholder: 'N',
+      description: 'signatures the role needs (default 1)',
+    },
+    'snapshot-key': KEY_OPTIONS['snapshot-key']!,
+    'timestamp-key': KEY_OPTIONS['timestamp-key']!,
+  },
+  json: true,
+  examples: [
+    'ferry repo keys rotate /srv/ferry root --root-key old-root.key --new-key r1.key --new-key r2.key --new-key r3.key --threshold 2 --snapshot-key snapshot.key --timestamp-key timestamp.key',
+  ],
+  async run(ctx) {
+    const role = ctx.positionals[1] as TopLevelRole;
+    if (!ROLES.includes(role))
+      throw new FerryError('USAGE', `ROLE must be one of ${ROLES.join(', ')}, not '${role}'`);
+    const t = str(ctx, 'threshold');
+    if (t !== undefined && !/^[1-9]\d{0,2}$/.test(t))
+      throw new FerryError('USAGE', '--threshold wants a positive number');
+    const snapshotKey = str(ctx, 'snapshot-key') ? await one(ctx, 'snapshot-key') : undefined;
+    const timestampKey = str(ctx, 'timestamp-key') ? await one(ctx, 'timestamp-key') : undefined;
+    const r = await rotateKeys(dir(ctx), role, {
+      rootKeys: await many(ctx, 'root-key', true),
+      newKeys: await many(ctx, 'new-key', true),
+      ...(t ? { threshold: Number(t) } : {}),
+      ...(snapshotKey ? { snapshotKey } : {}),
+      ...(timestampKey ? { timestampKey } : {}),
+    });
+    ctx.out.result(
+      { role, ...r },
+      () => `${role} now has keys ${r.keyIds.join(', ')} (root v${r.rootVersion})`,
     );
   },
 };

@@ -4,6 +4,7 @@ import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import http from 'node:http';
+import { zstdCompressSync } from 'node:zlib';
 import { join } from 'node:path';
 import { Agent, type FileBootloader } from '@ferry/agent';
 import {
@@ -263,7 +264,7 @@ describe('ferry check and update', () => {
 describe('fetch limits on the update path', () => {
   /** A repository proxy that misbehaves on chunk requests. */
   async function evilProxy(
-    mode: 'endless' | 'slow' | 'drop',
+    mode: 'endless' | 'slow' | 'drop' | 'swap',
   ): Promise<{ url: string; close(): Promise<void> }> {
     const server = http.createServer((req, res) => {
       if (req.url?.includes('/chunks/')) {
@@ -277,6 +278,10 @@ describe('fetch limits on the update path', () => {
           pump();
           res.on('close', () => res.off('drain', pump));
           return;
+        }
+        if (mode === 'swap') {
+          // A valid zstd frame of other bytes: what a compromised mirror would serve.
+          return void res.end(zstdCompressSync(imageLikeBytes(64 * 1024, 99)));
         }
         if (mode === 'slow') {
           res.writeHead(200);
@@ -308,6 +313,7 @@ describe('fetch limits on the update path', () => {
     ['endless', 'FETCH_TOO_LARGE', ''],
     ['slow', 'FETCH_TIMEOUT', 'timeout = 2\n'],
     ['drop', 'FETCH_FAILED', ''],
+    ['swap', 'CHUNK_HASH_MISMATCH', ''],
   ] as const)
     describe(`when the chunk server is ${mode}`, () => {
       it(

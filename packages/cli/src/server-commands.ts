@@ -1,0 +1,233 @@
+/** `ferry server` and `ferry sim`: the fleet server and simulated devices. Thin wrappers over @ferry/server. */
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { FerryError, loadPrivateKey, writeKeyPair } from '@ferry/core';
+import {
+  Director,
+  createServer,
+  jsonLogger,
+  openDatabase,
+  simulate,
+  type LogLevel,
+} from '@ferry/server';
+import { flag, str, type CommandContext, type CommandSpec } from './command.ts';
+
+function int(ctx: CommandContext, name: string, def: number, min = 0): number {
+  const v = str(ctx, name);
+  if (v === undefined) return def;
+  if (!/^\d+$/.test(v) || Number(v) < min)
+    throw new FerryError('USAGE', `--${name} must be an integer >= ${min}`);
+  return Number(v);
+}
+
+function rate(ctx: CommandContext, name: string): number {
+  const v = Number(str(ctx, name) ?? '0');
+  if (!Number.isFinite(v) || v < 0 || v > 1)
+    throw new FerryError('USAGE', `--${name} must be between 0 and 1`);
+  return v;
+}
+
+async function directorKey(path: string | undefined): Promise<Director | undefined> {
+  if (!path) return undefined;
+  // First start: make the key; every later start must find the same one (devices pin it).
+  if (!existsSync(path) && path.endsWith('.key')) await writeKeyPair(path.slice(0, -'.key'.length));
+  return new Director(await loadPrivateKey(path));
+}
+
+async function adminPassword(
+  ctx: CommandContext,
+): Promise<{ password: string; generated: boolean }> {
+  const file = str(ctx, 'admin-password-file');
+  if (file) return { password: (await readFile(file, 'utf8')).trim(), generated: false };
+  if (process.env.FERRY_ADMIN_PASSWORD)
+    return { password: process.env.FERRY_ADMIN_PASSWORD, generated: false };
+  return { password: randomBytes(12).toString('base64url'), generated: true };
+}
+
+function untilSignal(): Promise<void> {
+  return new Promise((res) => {
+    process.once('SIGINT', () => res());
+    process.once('SIGTERM', () => res());
+  });
+}
+
+export const server: CommandSpec = {
+  name: 'server',
+  summary: 'Run the fleet server (devices, rollouts, director, admin API)',
+  description:
+    'Serves the device and admin APIs on SQLite (default, a file) or PostgreSQL (--db postgres://...). Imports releases from the signed repository (--repo); never holds repository signing keys. Logs one JSON object per line on stdout. See docs/server.md.',
+  options: {
+    db: {
+      type: 'string',
+      placeholder: 'URL',
+      description: 'SQLite file or postgres:// URL',
+      default: 'ferry.db',
+    },
+    port: { type: 'string', placeholder: 'PORT', description: 'TCP port', default: '8080' },
+    host: {
+      type: 'string',
+      placeholder: 'ADDR',
+      description: 'listen address',
+      default: '127.0.0.1',
+    },
+    repo: {
+      type: 'string',
+      placeholder: 'DIR|URL',
+      description: 'release repository (a directory is also served at /repo/)',
+    },
+    'trusted-root': {
+      type: 'string',
+      placeholder: 'FILE',
+      description: 'root.json to verify the repository from (default: its 1.root.json)',
+    },
+    'repository-url': {
+      type: 'string',
+      placeholder: 'URL',
+      description: 'where devices download the repository (a CDN)',
+    },
+    'director-key': {
+      type: 'string',
+      placeholder: 'FILE',
+      description: 'online ed25519 key that signs assignments (created if missing)',
+    },
+    'admin-user': {
+      type: 'string',
+      placeholder: 'NAME',
+      description: 'first admin, created on an empty database',
+      default: 'admin',
+    },
+    'admin-password-file': {
+      type: 'string',
+      placeholder: 'FILE',
+      description: 'first admin password (else $FERRY_ADMIN_PASSWORD, else generated and printed)',
+    },
+    'insecure-cookies': {
+      type: 'boolean',
+      description: 'session cookies without Secure (plain HTTP on localhost only)',
+    },
+    'log-level': {
+      type: 'string',
+      placeholder: 'LEVEL',
+      description: 'debug, info, warn or error',
+      default: 'info',
+    },
+  },
+  examples: [
+    'ferry server --db ferry.db --repo /srv/ferry --director-key keys/director.key --insecure-cookies',
+  ],
+  async run(ctx) {
+    const level = (str(ctx, 'log-level') ?? 'info') as LogLevel;
+    if (!['debug', 'info', 'warn', 'error'].includes(level))
+      throw new FerryError('USAGE', '--log-level is debug, info, warn or error');
+    const logger = jsonLogger(process.stdout, level);
+    const repo = str(ctx, 'repo');
+    const root = str(ctx, 'trusted-root');
+    const { password, generated } = await adminPassword(ctx);
+    const database = await openDatabase(str(ctx, 'db') ?? 'ferry.db');
+    const director = await directorKey(str(ctx, 'director-key'));
+    const srv = await createServer({
+      database,
+      logger,
+      ...(director ? { director } : {}),
+      ...(repo
+        ? { repository: { source: repo, ...(root ? { trustedRoot: await readFile(root) } : {}) } }
+        : {}),
+      ...(str(ctx, 'repository-url') ? { repositoryUrl: str(ctx, 'repository-url')! } : {}),
+      secureCookies: !flag(ctx, 'insecure-cookies'),
+      bootstrapAdmin: { username: str(ctx, 'admin-user') ?? 'admin', password },
+    });
+    const url = await srv.listen(int(ctx, 'port', 8080), str(ctx, 'host') ?? '127.0.0.1');
+    logger.log('info', 'server.started', {
+      url,
+      directorKeyId: srv.context.director.publicKey.keyId,
+      ephemeralDirectorKey: !director,
+    });
+    if (generated)
+      logger.log('warn', 'server.admin-password', {
+        username: str(ctx, 'admin-user') ?? 'admin',
+        password,
+        note: 'used only if the database had no users',
+      });
+    await untilSignal();
+    await srv.close();
+    await database.close();
+    logger.log('info', 'server.stopped', {});
+  },
+};
+
+export const sim: CommandSpec = {
+  name: 'sim',
+  summary: 'Run simulated devices against a fleet server (real protocol and keys)',
+  description:
+    'Each simulated device enrols with a fresh ed25519 key, checks in, verifies signed assignments and reports download, install and reboot, then commits, fails or rolls back at the given rates.',
+  options: {
+    server: { type: 'string', placeholder: 'URL', description: 'fleet server base URL' },
+    devices: { type: 'string', placeholder: 'N', description: 'number of devices', default: '10' },
+    token: {
+      type: 'string',
+      placeholder: 'TOKEN',
+      description: 'enrolment token (without one devices wait for approval)',
+    },
+    compatible: {
+      type: 'string',
+      placeholder: 'NAME',
+      description: 'compatible string the devices report',
+      default: 'sim-device',
+    },
+    rounds: {
+      type: 'string',
+      placeholder: 'N',
+      description: 'check-in rounds (default: until interrupted)',
+    },
+    interval: {
+      type: 'string',
+      placeholder: 'MS',
+      description: 'pause between rounds',
+      default: '1000',
+    },
+    'fail-rate': {
+      type: 'string',
+      placeholder: 'P',
+      description: 'share of updates that fail',
+      default: '0',
+    },
+    'rollback-rate': {
+      type: 'string',
+      placeholder: 'P',
+      description: 'share of updates that roll back',
+      default: '0',
+    },
+  },
+  json: true,
+  examples: [
+    'ferry sim --server http://127.0.0.1:8080 --devices 100 --token fet_... --fail-rate 0.05',
+  ],
+  async run(ctx) {
+    const url = str(ctx, 'server');
+    if (!url) throw new FerryError('USAGE', '--server is required');
+    const ac = new AbortController();
+    const stop = () => ac.abort();
+    process.once('SIGINT', stop);
+    const rounds = str(ctx, 'rounds');
+    const token = str(ctx, 'token');
+    const stats = await simulate({
+      server: url,
+      devices: int(ctx, 'devices', 10, 1),
+      ...(token ? { token } : {}),
+      compatible: str(ctx, 'compatible') ?? 'sim-device',
+      ...(rounds ? { rounds: int(ctx, 'rounds', 1, 1) } : {}),
+      intervalMs: int(ctx, 'interval', 1000),
+      failRate: rate(ctx, 'fail-rate'),
+      rollbackRate: rate(ctx, 'rollback-rate'),
+      signal: ac.signal,
+      onEvent: (e) => ctx.out.line(`${e.deviceId} ${e.state} ${e.version ?? ''}`),
+    });
+    process.off('SIGINT', stop);
+    ctx.out.result(
+      stats,
+      () =>
+        `${stats.enrolled} enrolled, ${stats.checkins} check-ins, ${stats.committed} committed, ${stats.failed} failed, ${stats.rolledBack} rolled back, ${stats.errors} errors`,
+    );
+  },
+};
