@@ -58,6 +58,7 @@ async function device(extra = '', url = nginx.url + '/repo'): Promise<DeviceFixt
     'B',
   );
   await d.boot('B');
+  await (await Agent.open({ root: d.root })).mark('booted', 'good');
   return d;
 }
 
@@ -254,6 +255,49 @@ describe('ferry check and update', () => {
           const st = await (await Agent.open({ root: d.root })).status();
           assert.equal(st.slots.find((s) => s.name === 'rootfs.0')?.record?.image?.sha256, want);
         } finally {
+          await d.cleanup();
+        }
+      },
+    );
+  });
+});
+
+describe('ferry daemon against the repository', () => {
+  describe('when it runs with install = "auto" and reboot = "never"', () => {
+    it(
+      'installs the newest release by itself, and the CLI talks to it over the socket',
+      caps,
+      async () => {
+        const d = await device(
+          '\n[daemon]\nsocket = "/run/ferry/ferry.sock"\ninterval = 3600\njitter = 0\ninstall = "auto"\nreboot = "never"\n',
+        );
+        const daemon = spawn(FERRY, ['daemon', '--root', d.root], { stdio: 'ignore' });
+        const exited = new Promise((r) => daemon.on('exit', r));
+        try {
+          const t0 = Date.now();
+          let pending: string | undefined;
+          while (!pending && Date.now() - t0 < 120_000) {
+            await new Promise((r) => setTimeout(r, 500));
+            const st = await runFerry(['status', '--json', '--root', d.root]);
+            if (st.code !== 0) continue;
+            const j = JSON.parse(st.stdout) as { pendingSlot?: string; daemon?: unknown };
+            assert.ok(j.daemon, 'status answered through the daemon');
+            pending = j.pendingSlot;
+          }
+          assert.equal(pending, 'rootfs.0');
+          const agent = await Agent.open({ root: d.root });
+          assert.equal(await agent.bootloader.getPrimary(), 'A');
+          const again = await runFerry(['update', '--json', '--root', d.root]);
+          assert.equal(again.code, 0, again.stderr);
+          // Events come first, one compact JSON line each; the result is the final document.
+          const out = again.stdout;
+          const at = out.startsWith('{\n') ? 0 : out.lastIndexOf('\n{\n') + 1;
+          const result = JSON.parse(out.slice(at)) as { id: string; installed?: unknown };
+          assert.equal(result.id, 'update.result');
+          assert.equal(result.installed, undefined, 'nothing newer: the daemon installs nothing');
+        } finally {
+          daemon.kill('SIGTERM');
+          await exited;
           await d.cleanup();
         }
       },
