@@ -5,7 +5,8 @@
  *
  * 1. chunk + hash (+ zstd store) throughput on a 1 GiB image against `casync make`;
  * 2. bundle creation against plain `mksquashfs` of a Debian tree (needs `npm run bench:data`);
- * 3. a full install against `dd` to the same slot, update bytes with local seeds, peak RSS.
+ * 3. a full install against `dd` to the same slot, update bytes with local seeds, peak RSS;
+ * 4. update bytes v1 -> v2 / v3 of Debian images: Ferry against casync, zchunk, OSTree, xdelta3.
  * --quick uses 256 MiB images, one run each, and skips the fsync run.
  */
 import { stat, writeFile } from 'node:fs/promises';
@@ -14,6 +15,7 @@ import { parseArgs } from 'node:util';
 import { formatChunkingBench, runChunkingBench } from './chunking.ts';
 import { formatBundleBench, runBundleBench } from './bundle.ts';
 import { formatInstallBench, runInstallBench } from './install.ts';
+import { formatDeltaBench, runDeltaBench } from './delta.ts';
 
 const { values } = parseArgs({ options: { quick: { type: 'boolean' }, json: { type: 'string' } } });
 const results: Record<string, unknown> = {};
@@ -47,4 +49,22 @@ const install = await runInstallBench({
 });
 results.install = install;
 console.log(formatInstallBench(install));
+console.log(
+  '\n== delta: update bytes v1 -> v2 / v3, Ferry vs casync, zchunk, OSTree, xdelta3, floor ==',
+);
+if (
+  await stat(join(import.meta.dirname, '..', '.cache', 'bench-data', 'rootfs-v3')).catch(
+    () => undefined,
+  )
+) {
+  const delta = await runDeltaBench({
+    quick: values.quick === true,
+    log: (line) => console.error(line),
+  });
+  results.delta = delta;
+  console.log(formatDeltaBench(delta));
+} else {
+  console.log("skipped: the Debian trees are missing; run 'npm run bench:data' first");
+}
+
 if (values.json) await writeFile(values.json, JSON.stringify(results, null, 2));

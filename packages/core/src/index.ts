@@ -27,3 +27,25 @@ export * from './bundle-source.ts';
 export * from './bundle-reader.ts';
 export * from './bundle-writer.ts';
 export * from './atomic-file.ts';
+export {
+  DEFAULT_DELTA_ZSTD_LEVEL,
+  MAX_DELTA_WINDOW,
+  deltaDictionary,
+  encodeChunkDelta,
+  decodeChunkDelta,
+} from './delta-codec.ts';
+export {
+  DEFAULT_SKETCH_BITS,
+  chunkSketch,
+  SimilarityIndex,
+  type SimilarMatch,
+} from './delta-sketch.ts';
+export {
+  DELTA_PACK_MAGIC,
+  DEFAULT_SEGMENT_BYTES,
+  planDeltaPack,
+  encodeDeltaPack,
+  decodeDeltaPack,
+  type DeltaSegment,
+  type DecodedChunk,
+} from './delta-pack.ts';
