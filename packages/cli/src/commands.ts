@@ -13,6 +13,7 @@ import {
 } from './device-commands.ts';
 import { activate, check, rebase, update } from './update-commands.ts';
 import { daemon } from './daemon-commands.ts';
+import { server, sim } from './server-commands.ts';
 import { imageBuild } from './image-commands.ts';
 import {
   repoGc,
@@ -50,5 +51,7 @@ export const COMMANDS: CommandSpec[] = [
   markActive,
   rollback,
   daemon,
+  server,
+  sim,
   demo,
 ];

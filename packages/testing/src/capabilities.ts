@@ -8,6 +8,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { postgresBinDir } from './postgres.ts';
 
 export type Capability =
   | 'root'
@@ -28,7 +29,13 @@ export type Capability =
   | 'fw_printenv'
   | 'fw_setenv'
   | 'mkenvimage'
-  | 'mkimage';
+  | 'mkimage'
+  | 'postgres'
+  | 'qemu'
+  | 'grub-bios'
+  | 'busybox'
+  | 'debugfs'
+  | 'chromium';
 
 const cache = new Map<Capability, boolean>();
 
@@ -42,6 +49,14 @@ function probe(cap: Capability): boolean {
       return process.getuid?.() === 0;
     case 'loop':
       return process.getuid?.() === 0 && existsSync('/dev/loop-control') && onPath('losetup');
+    case 'postgres':
+      return postgresBinDir() !== undefined && (process.getuid?.() !== 0 || onPath('runuser'));
+    case 'qemu':
+      return onPath('qemu-system-x86_64');
+    case 'grub-bios':
+      return onPath('grub-mkimage') && existsSync('/usr/lib/grub/i386-pc/grub-bios-setup');
+    case 'busybox':
+      return existsSync('/bin/busybox');
     default:
       return onPath(cap);
   }

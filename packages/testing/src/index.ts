@@ -13,3 +13,4 @@ export {
   type DeviceFixtureOptions,
   type Partition,
 } from './device-fixture.ts';
+export { startPostgres, postgresBinDir, type Postgres } from './postgres.ts';

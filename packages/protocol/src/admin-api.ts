@@ -1,0 +1,137 @@
+/**
+ * Response shapes of the server's JSON API, for the agent and the dashboard. The server builds
+ * exactly these; the dashboard renders them (fleet overview, device list and detail, releases
+ * and channels, rollouts with phase progress, audit log).
+ */
+import type { DeviceUpdateState, DeviceFilter, MaintenanceWindow, Role } from './schemas.ts';
+import type { SignedAssignment } from './director.ts';
+
+/** Every error response: `{ code, message }` with a stable code (docs/errors.md). */
+export interface ErrorBody {
+  code: string;
+  message: string;
+}
+
+/** POST /api/v1/device/enrol response. */
+export interface EnrolResponse {
+  deviceId: string;
+  status: DeviceStatus;
+}
+
+/** POST /api/v1/device/checkin response. */
+export interface CheckinResponse {
+  /** Seconds until the next check-in. */
+  pollSeconds: number;
+  assignment: SignedAssignment | null;
+  /** Base URL of the TUF repository (this server's /repo or a CDN). */
+  repositoryUrl: string | null;
+}
+
+export type DeviceStatus = 'pending' | 'accepted' | 'rejected';
+
+/** A device as lists show it. */
+export interface DeviceSummary {
+  id: string;
+  status: DeviceStatus;
+  compatible: string;
+  hardwareId: string | null;
+  channel: string;
+  tags: string[];
+  release: string | null;
+  releaseCounter: number | null;
+  bootedSlot: string | null;
+  agentVersion: string | null;
+  lastSeen: number | null;
+  createdAt: number;
+}
+
+/** One event of a device's timeline. */
+export interface DeviceEvent {
+  at: number;
+  rolloutId: string | null;
+  state: DeviceUpdateState | 'enrolled' | 'approved' | 'rejected';
+  progress: number | null;
+  detail: string | null;
+}
+
+/** GET /api/v1/devices/:id response. */
+export interface DeviceDetail extends DeviceSummary {
+  publicKey: string;
+  slots: Array<{ name: string; version?: string; releaseCounter?: number; health: string }>;
+  attributes: Record<string, string>;
+  events: DeviceEvent[];
+}
+
+/** A release imported from the signed repository. */
+export interface ReleaseView {
+  compatible: string;
+  version: string;
+  releaseCounter: number;
+  manifestSha256: string;
+  manifestLength: number;
+  channels: Array<{ channel: string; manifestPath: string }>;
+  importedAt: number;
+}
+
+export type RolloutState = 'running' | 'paused' | 'completed' | 'cancelled';
+
+/** Counts of one rollout's devices by state. */
+export type StateCounts = Record<DeviceUpdateState, number>;
+
+/** GET /api/v1/rollouts/:id response (and list entries). */
+export interface RolloutView {
+  id: string;
+  name: string;
+  compatible: string;
+  version: string;
+  channel: string;
+  filter: DeviceFilter;
+  phases: number[];
+  /** Index into phases of the phase now open. */
+  phase: number;
+  state: RolloutState;
+  pauseReason: string | null;
+  successThreshold: number;
+  failureThreshold: number;
+  minReports: number;
+  windows: MaintenanceWindow[];
+  counts: StateCounts;
+  /** Devices the filter selects in total, and in the phases opened so far. */
+  targeted: number;
+  targetedInPhase: number;
+  failureRate: number;
+  createdBy: string;
+  createdAt: number;
+  updatedAt: number;
+}
+
+/** GET /api/v1/overview response. */
+export interface FleetOverview {
+  devices: { total: number; byStatus: Record<string, number>; onlineLastHour: number };
+  byRelease: Array<{ release: string | null; count: number }>;
+  rollouts: { running: number; paused: number };
+}
+
+/** One audit log entry: every admin action. */
+export interface AuditEntry {
+  id: number;
+  at: number;
+  username: string;
+  action: string;
+  target: string | null;
+  detail: unknown;
+}
+
+/** GET /api/v1/auth/me and login response. */
+export interface SessionView {
+  username: string;
+  role: Role;
+  csrfToken: string;
+  expiresAt: number;
+}
+
+/** A paged list. */
+export interface Page<T> {
+  items: T[];
+  total: number;
+}

@@ -1,0 +1,54 @@
+/**
+ * What every route handler shares, and the helpers that read a bounded, schema-checked body:
+ * routes never touch unvalidated input.
+ */
+import type { Kysely } from 'kysely';
+import type { z } from 'zod';
+import { FerryError } from '@ferry/core';
+import type { FleetDb } from './db-schema.ts';
+import type { Director } from './director.ts';
+import type { Logger } from './logger.ts';
+import type { Metrics } from './metrics.ts';
+import type { DeviceAuthenticator } from './device-auth.ts';
+import type { RolloutCache } from './assign.ts';
+
+/** The server's shared state. */
+export interface ServerContext {
+  db: Kysely<FleetDb>;
+  director: Director;
+  logger: Logger;
+  metrics: Metrics;
+  devices: DeviceAuthenticator;
+  rollouts: RolloutCache;
+  now: () => number;
+  pollSeconds: number;
+  repositoryUrl: string | null;
+  repository: { source: string; trustedRoot?: Buffer } | undefined;
+  secureCookies: boolean;
+  /** Runs rollout evaluation soon (after a final report), at most once per interval. */
+  scheduleEvaluation(): void;
+}
+
+/** Parses `bytes` as JSON and checks it against `schema`; SERVER_BAD_REQUEST otherwise. */
+export function parseBody<S extends z.ZodType>(schema: S, bytes: Uint8Array): z.infer<S> {
+  let json: unknown;
+  try {
+    json = bytes.length === 0 ? {} : JSON.parse(Buffer.from(bytes).toString('utf8'));
+  } catch {
+    throw new FerryError('SERVER_BAD_REQUEST', 'body is not valid JSON');
+  }
+  return parseValue(schema, json);
+}
+
+/** Checks an already-parsed value against `schema`; SERVER_BAD_REQUEST with the first issue. */
+export function parseValue<S extends z.ZodType>(schema: S, value: unknown): z.infer<S> {
+  const r = schema.safeParse(value);
+  if (!r.success) {
+    const i = r.error.issues[0];
+    throw new FerryError(
+      'SERVER_BAD_REQUEST',
+      `${i?.path.join('.') || 'body'}: ${i?.message ?? 'invalid'}`,
+    );
+  }
+  return r.data;
+}

@@ -1,0 +1,44 @@
+/**
+ * The director's online key: signs per-device assignments (protocol/director.ts) with core's
+ * context-separated ed25519 signatures. The key signs nothing else, and its compromise is
+ * bounded: devices still require the assignment to match TUF targets signed offline.
+ */
+import { createPublicKey } from 'node:crypto';
+import { generateKeyPair, parsePrivateKey, signPayload, type PrivateKey } from '@ferry/core';
+import {
+  ASSIGNMENT_CONTEXT,
+  assignmentPayload,
+  type Assignment,
+  type DirectorKey,
+  type SignedAssignment,
+} from '@ferry/protocol';
+
+/** How long an assignment stays valid: the device re-checks-in long before. */
+export const ASSIGNMENT_TTL_MS = 60 * 60 * 1000;
+
+/** Signs assignments with one online key. */
+export class Director {
+  readonly #key: PrivateKey;
+  /** The public half devices pin (keyId and raw key in hex). */
+  readonly publicKey: DirectorKey;
+
+  constructor(key: PrivateKey) {
+    this.#key = key;
+    const jwk = createPublicKey(key.key).export({ format: 'jwk' });
+    this.publicKey = {
+      keyId: key.keyId,
+      publicKey: Buffer.from(jwk.x ?? '', 'base64url').toString('hex'),
+    };
+  }
+
+  /** A director with a fresh key (tests, `ferry server` without --director-key). */
+  static ephemeral(): Director {
+    return new Director(parsePrivateKey(generateKeyPair().privateKeyPem));
+  }
+
+  /** Signs `a`. */
+  sign(a: Assignment): SignedAssignment {
+    const signatures = signPayload(ASSIGNMENT_CONTEXT, assignmentPayload(a), [this.#key]);
+    return { signed: a, signatures };
+  }
+}
