@@ -10,6 +10,12 @@ PACKAGES=(
   squashfs-tools erofs-utils cryptsetup-bin zstd attr fdisk util-linux e2fsprogs
   casync debootstrap xz-utils nginx-light
   systemd-boot efibootmgr dt-utils grub-common u-boot-tools libubootenv-tool time
+  # the fleet server's second database, and the dashboard's browser tests
+  postgresql chromium fonts-liberation
+  # real-boot tests (packages/vm): QEMU, GRUB for BIOS, busybox for the initramfs
+  qemu-system-x86 grub-pc-bin busybox-static kmod cpio
+  # delta benchmark peers (npm run bench)
+  zchunk ostree xdelta3 rsync
 )
 
 need=()

@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { isFerryError } from '@ferry/core';
@@ -18,6 +18,12 @@ async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
   } finally {
     await cleanup();
   }
+}
+
+function env(vars: Record<string, string>): GrubEnv {
+  const e = GrubEnv.create();
+  for (const [k, v] of Object.entries(vars)) e.set(k, v);
+  return e;
 }
 
 const invalid = (e: unknown) => isFerryError(e, 'BOOTLOADER_STATE_INVALID');
@@ -153,6 +159,27 @@ describe('grub-env', () => {
     it('reads undefined', () =>
       withDir(async (dir) => {
         assert.equal(await readGrubEnv(join(dir, 'none')), undefined);
+      }));
+    it('is created on the first write', () =>
+      withDir(async (dir) => {
+        const file = join(dir, 'grubenv');
+        await writeGrubEnv(file, env({ ORDER: 'A B' }));
+        assert.equal((await readGrubEnv(file))?.get('ORDER'), 'A B');
+      }));
+  });
+
+  describe('when an existing file is rewritten', () => {
+    // GRUB reads without replaying the journal: a rename could leave it the old directory entry.
+    it('keeps the same inode and size (written in place, as save_env does)', () =>
+      withDir(async (dir) => {
+        const file = join(dir, 'grubenv');
+        await writeGrubEnv(file, env({ ORDER: 'A B' }));
+        const before = await stat(file);
+        await writeGrubEnv(file, env({ ORDER: 'B A', B_OK: '0' }));
+        const after = await stat(file);
+        assert.equal(after.ino, before.ino);
+        assert.equal(after.size, GRUB_ENV_SIZE);
+        assert.equal((await readGrubEnv(file))?.get('ORDER'), 'B A');
       }));
   });
 });

@@ -13,7 +13,7 @@
  * env.set('ORDER', 'B A');
  * await writeGrubEnv('/boot/grub/grubenv', env);
  */
-import { open } from 'node:fs/promises';
+import { open, type FileHandle } from 'node:fs/promises';
 import { FerryError, writeFileAtomic } from '@ferry/core';
 
 /** Size of a grubenv file; GRUB's save_env rewrites it in place and cannot grow it. */
@@ -171,9 +171,30 @@ export async function readGrubEnv(path: string): Promise<GrubEnv | undefined> {
 }
 
 /**
- * Writes a grubenv file atomically. A rename is safe for GRUB: it resolves the file's blocks
- * again at every boot, so it always sees the old block or the new one.
+ * Writes a grubenv file in place, as grub-editenv and GRUB's save_env do: the same 1024 bytes of
+ * the same file, then fdatasync. Not a temp file and a rename: GRUB reads the file system
+ * without replaying its journal, so after a power cut it could still find the old directory
+ * entry and boot the old slot (found by the QEMU power-cut test), and blocks freed by a rename
+ * could be the ones its save_env later writes. A missing (or wrongly sized) file is created
+ * atomically instead.
  */
 export async function writeGrubEnv(path: string, env: GrubEnv): Promise<void> {
-  await writeFileAtomic(path, env.serialize());
+  const bytes = env.serialize();
+  let fh: FileHandle;
+  try {
+    fh = await open(path, 'r+');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    return writeFileAtomic(path, bytes);
+  }
+  try {
+    if ((await fh.stat()).size !== bytes.length) {
+      await fh.close();
+      return await writeFileAtomic(path, bytes);
+    }
+    await fh.write(bytes, 0, bytes.length, 0);
+    await fh.datasync();
+  } finally {
+    await fh.close().catch(() => undefined);
+  }
 }

@@ -1,2 +1,24 @@
 /** QEMU real-boot tests: disk images, kernels, scenarios. Test-only package. */
-export {};
+export { ensureArtefacts, RELEASES, type Artefacts, type ReleaseSpec } from './artefacts.ts';
+export { cacheDir, cached, withLock, type Step } from './cache.ts';
+export {
+  readAgentState,
+  readGrubEnvVars,
+  readLayout,
+  readPartitionFile,
+  type DiskLayout,
+} from './disk-state.ts';
+export { parseRange, startFileServer, type FileServer, type Route } from './file-server.ts';
+export { cutInstants, installProgress, mulberry32 } from './power-cut.ts';
+export { cleanLine, qemuArgs, Vm, type ConsoleLine, type VmOptions } from './qemu.ts';
+export {
+  BOOT_MS,
+  deviceState,
+  guestJson,
+  prepareRun,
+  recordTiming,
+  updateCommand,
+  waitBoot,
+  type Boot,
+  type Run,
+} from './scenario.ts';

@@ -1,0 +1,98 @@
+import assert from 'node:assert/strict';
+import { statSync } from 'node:fs';
+import { after, before, describe, it } from 'node:test';
+import type { StatusReport } from '@ferry/agent';
+import { needs } from '@ferry/testing';
+import { startFileServer, type FileServer } from './file-server.ts';
+import { Vm } from './qemu.ts';
+import {
+  deviceState,
+  guestJson,
+  prepareRun,
+  recordTiming,
+  updateCommand,
+  waitBoot,
+  type Run,
+} from './scenario.ts';
+
+const VM_CAPS = ['root', 'loop', 'qemu', 'grub-bios', 'busybox', 'mksquashfs', 'debugfs'] as const;
+
+// One VM run: A commits v1, v2 is installed over the network into B, B boots and commits
+// (S2), then a manual rollback brings A back (S5). Each step needs the one before it.
+describe('S2 update v1 -> v2, then S5 manual rollback', needs(...VM_CAPS), () => {
+  let run: Run;
+  let vm: Vm;
+  let srv: FileServer;
+  let installSeconds = 0;
+  before(async () => {
+    run = await prepareRun('s2-update-rollback');
+    srv = await startFileServer({ '/v2.fbd': { file: run.artefacts.bundles.v2 ?? '' } });
+    vm = Vm.start(run);
+  });
+  after(async () => {
+    await vm?.powerCut();
+    await srv?.close();
+  });
+
+  describe('when v2 is installed from the update host', () => {
+    it('A boots v1 and its boot check passes', async () => {
+      const boot = await waitBoot(vm, 0);
+      assert.deepEqual([boot.slot, boot.release, boot.bootCheckRc], ['A', '1.0.0', 0], vm.tail());
+    });
+
+    it('the agent installs v2 into B, fetching only the chunks A lacks', async () => {
+      const t0 = Date.now();
+      const { rc } = await vm.run(updateCommand(srv.guestUrl('/v2.fbd')), 600_000);
+      installSeconds = (Date.now() - t0) / 1000;
+      assert.equal(rc, 0, vm.tail());
+      const sent = srv.bytesSent.get('/v2.fbd') ?? 0;
+      const size = statSync(run.artefacts.bundles.v2 ?? '').size;
+      assert.ok(sent > 0 && sent < size / 2, `fetched ${sent} of ${size} bytes`);
+    });
+
+    it('after a reboot B boots v2 on trial and the boot check commits it', async () => {
+      const from = vm.mark();
+      vm.send('sync; reboot -f');
+      const boot = await waitBoot(vm, from);
+      assert.equal(boot.slot, 'B', vm.tail());
+      assert.match(boot.grub, /ORDER=B A .*B_LEFT=2/, vm.tail());
+      assert.deepEqual([boot.release, boot.bootCheckRc], ['2.0.0', 0], vm.tail());
+      const status = (await guestJson(vm, 'ferry status --json')) as StatusReport;
+      assert.equal(status.booted?.bootname, 'B');
+      assert.equal(status.pendingSlot, undefined);
+      assert.equal(status.highWaterCounter, 2);
+    });
+
+    it('the disk shows v2 committed in B', async () => {
+      assert.equal((await vm.run('sync', 60_000)).rc, 0);
+      const { grub, state } = deviceState(run);
+      assert.equal(grub.ORDER, 'B A');
+      assert.equal(grub.B_OK, '1');
+      assert.equal(grub.B_LEFT, undefined);
+      assert.equal(state.slots['rootfs.1']?.release?.version, '2.0.0');
+      assert.equal(state.slots['rootfs.1']?.status, 'installed');
+      assert.equal(state.lastInstall?.result, 'ok');
+      assert.equal(state.pendingSlot, undefined);
+    });
+  });
+
+  describe('when the committed update is rolled back by hand (S5)', () => {
+    it('`ferry rollback --reboot` boots A with v1 again', async () => {
+      const from = vm.mark();
+      vm.send('ferry rollback --reboot');
+      const boot = await waitBoot(vm, from);
+      assert.deepEqual([boot.slot, boot.release, boot.bootCheckRc], ['A', '1.0.0', 0], vm.tail());
+    });
+
+    it('the disk shows A primary and the rollback recorded', async () => {
+      await vm.shutdown();
+      const { grub, state } = deviceState(run);
+      assert.equal(grub.ORDER, 'A B');
+      assert.equal(grub.A_LEFT, undefined);
+      assert.equal(state.lastRollback?.from, 'rootfs.1');
+      assert.equal(state.lastRollback?.to, 'rootfs.0');
+      assert.equal(state.highWaterCounter, 2, 'the floor never goes down');
+      console.log(`# timing ${recordTiming(run, `install ${installSeconds.toFixed(1)} s`)}`);
+    });
+  });
+});
