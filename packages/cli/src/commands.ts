@@ -2,6 +2,7 @@
 import type { CommandSpec } from './command.ts';
 import { bundleCreate, bundleInfo, bundleVerify } from './bundle-commands.ts';
 import { demo } from './demo-command.ts';
+import { demoFleet } from './fleet-demo-command.ts';
 import {
   bootCheck,
   install,
@@ -54,4 +55,5 @@ export const COMMANDS: CommandSpec[] = [
   server,
   sim,
   demo,
+  demoFleet,
 ];

@@ -1,6 +1,7 @@
 /** `ferry server` and `ferry sim`: the fleet server and simulated devices. Thin wrappers over @ferry/server. */
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { FerryError, loadPrivateKey, writeKeyPair } from '@ferry/core';
 import {
@@ -43,6 +44,21 @@ async function adminPassword(
   if (process.env.FERRY_ADMIN_PASSWORD)
     return { password: process.env.FERRY_ADMIN_PASSWORD, generated: false };
   return { password: randomBytes(12).toString('base64url'), generated: true };
+}
+
+/** packages/web/dist beside this package (`npm run build -w packages/web`): the default of --dashboard. */
+export const DASHBOARD_DIR = join(import.meta.dirname, '../../web/dist');
+
+function dashboardDir(ctx: CommandContext): string | undefined {
+  const dir = str(ctx, 'dashboard');
+  if (dir === undefined)
+    return existsSync(join(DASHBOARD_DIR, 'index.html')) ? DASHBOARD_DIR : undefined;
+  if (!existsSync(join(dir, 'index.html')))
+    throw new FerryError(
+      'USAGE',
+      `--dashboard ${dir} has no index.html (build it: npm run build -w packages/web)`,
+    );
+  return dir;
 }
 
 function untilSignal(): Promise<void> {
@@ -112,9 +128,15 @@ export const server: CommandSpec = {
       description: 'debug, info, warn or error',
       default: 'info',
     },
+    dashboard: {
+      type: 'string',
+      placeholder: 'DIR',
+      description: 'built dashboard served at /ui/ (default: packages/web/dist when built)',
+    },
   },
   examples: [
     'ferry server --db ferry.db --repo /srv/ferry --director-key keys/director.key --insecure-cookies',
+    'ferry server --dashboard packages/web/dist     # the dashboard at http://127.0.0.1:8080/ui/',
   ],
   async run(ctx) {
     const level = (str(ctx, 'log-level') ?? 'info') as LogLevel;
@@ -124,11 +146,13 @@ export const server: CommandSpec = {
     const repo = str(ctx, 'repo');
     const root = str(ctx, 'trusted-root');
     const { password, generated } = await adminPassword(ctx);
+    const dashboard = dashboardDir(ctx);
     const database = await openDatabase(str(ctx, 'db') ?? 'ferry.db');
     const director = await directorKey(str(ctx, 'director-key'));
     const srv = await createServer({
       database,
       logger,
+      ...(dashboard ? { dashboard: { dir: dashboard } } : {}),
       ...(director ? { director } : {}),
       ...(repo
         ? { repository: { source: repo, ...(root ? { trustedRoot: await readFile(root) } : {}) } }
@@ -140,6 +164,7 @@ export const server: CommandSpec = {
     const url = await srv.listen(int(ctx, 'port', 8080), str(ctx, 'host') ?? '127.0.0.1');
     logger.log('info', 'server.started', {
       url,
+      dashboard: dashboard ? `${url}/ui/` : null,
       directorKeyId: srv.context.director.publicKey.keyId,
       ephemeralDirectorKey: !director,
     });
