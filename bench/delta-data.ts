@@ -6,7 +6,7 @@
 import { readFile, mkdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { buildImage } from '@ferry/builder';
-import { run, timeIt } from './lib.ts';
+import { timeIt } from './lib.ts';
 
 /** Repository root, the bench data and this benchmark's cache. */
 export const REPO = join(import.meta.dirname, '..');
@@ -20,25 +20,17 @@ export interface ImageVariant {
   name: string;
   format: 'squashfs' | 'erofs';
   compression: string;
-  /** Not a builder option yet: the builder's mksquashfs flags plus -noI -noD -noF -noX. */
-  uncompressedSquashfs?: boolean;
 }
 
-/** squashfs gzip (the builder default) and uncompressed erofs (no compression to defeat dedupe). */
+/**
+ * squashfs gzip (the builder default), uncompressed erofs, and uncompressed squashfs
+ * (`--compression none`: the builder's mksquashfs flags plus -noI -noD -noF -noX).
+ */
 export const IMAGE_VARIANTS: ImageVariant[] = [
   { name: 'sqfs-gzip', format: 'squashfs', compression: 'gzip' },
   { name: 'erofs-none', format: 'erofs', compression: 'none' },
-  { name: 'sqfs-none', format: 'squashfs', compression: 'gzip', uncompressedSquashfs: true },
+  { name: 'sqfs-none', format: 'squashfs', compression: 'none' },
 ];
-
-/** mksquashfs exactly as the builder runs it (packages/builder/src/mksquashfs.ts), uncompressed. */
-async function uncompressedSquashfs(from: string, out: string): Promise<void> {
-  const t = String(EPOCH);
-  await run('mksquashfs', [
-    ...[from, out, '-noappend', '-no-progress', '-quiet', '-no-recovery', '-exit-on-error'],
-    ...['-reproducible', '-mkfs-time', t, '-all-time', t, '-noI', '-noD', '-noF', '-noX'],
-  ]);
-}
 
 /** Where tree `v` (v1, v2, v3) lives. */
 export function treePath(v: string): string {
@@ -80,7 +72,6 @@ export async function benchImage(v: string, variant: ImageVariant): Promise<Benc
   }
   await rm(path, { force: true });
   const { seconds } = await timeIt(async () => {
-    if (variant.uncompressedSquashfs) return uncompressedSquashfs(treePath(v), path);
     await buildImage({
       from: treePath(v),
       out: path,

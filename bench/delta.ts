@@ -14,6 +14,7 @@ import { writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { allImages, treePath, treeStamp, type BenchImage } from './delta-data.ts';
 import { ferryChunkDeltas, ferryChunks, ferryDeltaPack } from './delta-ferry.ts';
+import { ferryProductRows } from './delta-product.ts';
 import { floorRows } from './delta-floor.ts';
 import { ostreePeers } from './delta-ostree.ts';
 import { casyncPeer, xdeltaPeer, zchunkPeer } from './delta-peers.ts';
@@ -76,7 +77,7 @@ async function pairRows(
     await m('xdelta3-erofs', () => xdeltaPeer('erofs none', pair, raw(b).path, raw(t).path)),
   );
   rows.push(...(await mr('floor', () => floorRows(pair, treePath(b), treePath(t)))));
-  // Stage 2, on the uncompressed squashfs image (not a builder option yet).
+  // Stage 2, on the uncompressed squashfs image (`ferry image build --compression none`).
   const sq = (v: string) => img['sqfs-none']![v]!;
   const s2 = { ...key, level, sq: sq(t).size };
   const m2 = (name: string, fn: () => Promise<DeltaRow>) => memo(ctx, `${name}@${pair}`, s2, fn);
@@ -120,6 +121,29 @@ async function anyBaseRows(
   ];
 }
 
+/**
+ * The product path: `repo delta` packs installed by `Agent.update()` from nginx (delta-product.ts),
+ * one repository and device per pair.
+ */
+async function productRows(
+  ctx: PeerContext,
+  pairs: string[],
+  img: Record<string, Record<string, BenchImage>>,
+  level: number,
+): Promise<DeltaRow[]> {
+  const sq = (v: string) => img['sqfs-none']![v]!;
+  const key = {
+    pairs,
+    level,
+    stamps: await Promise.all(['v1', 'v2', 'v3'].map((v) => treeStamp(v))),
+    sizes: ['v1', 'v2', 'v3'].map((v) => sq(v).size),
+    recipe: 1,
+  };
+  return memoRows(ctx, `ferry-product@${pairs.join(',')}`, key, () =>
+    ferryProductRows(pairs, sq, level),
+  );
+}
+
 /** Runs every peer on every pair (cached per input), sequentially: the machine is shared. */
 export async function runDeltaBench(opts: DeltaBenchOptions = {}): Promise<DeltaBenchResult> {
   const log = opts.log ?? (() => {});
@@ -129,6 +153,7 @@ export async function runDeltaBench(opts: DeltaBenchOptions = {}): Promise<Delta
   const rows: DeltaRow[] = [];
   const level = opts.quick ? 9 : 19;
   for (const pair of pairs) rows.push(...(await pairRows(ctx, pair, img, level)));
+  rows.push(...(await productRows(ctx, pairs, img, level)));
   if (!opts.quick) {
     rows.push(...(await anyBaseRows(ctx, img, level)));
     pairs.push('v3->v2');

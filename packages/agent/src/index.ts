@@ -48,3 +48,11 @@ export {
   type DaemonApiServer,
 } from './daemon-api.ts';
 export { DaemonClient, probeDaemon } from './daemon-client.ts';
+export {
+  applyDeltaPack,
+  deltaBases,
+  maxPackBytes,
+  type PackRange,
+  type PackTarget,
+  type PackOutcome,
+} from './delta-install.ts';

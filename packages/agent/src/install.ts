@@ -33,6 +33,7 @@ import {
   type ReleaseSource,
 } from './release-source.ts';
 import { collectSeeds, SeedReader, type SeedLocation } from './seeds.ts';
+import { applyDeltaPack, deltaBases, type PackTarget } from './delta-install.ts';
 import { deviceSize, SlotDevice } from './slot-device.ts';
 import { indexPath, type StateStore } from './state.ts';
 
@@ -62,6 +63,20 @@ export type InstallEvent =
       fetchedBytes: number;
     }
   | { id: 'install.seed-corrupt'; chunk: string; slot: string }
+  | {
+      /** A delta pack was tried (repository installs): what it gave before the write loop. */
+      id: 'install.delta';
+      image: string;
+      /** Chunk-index SHA-256 of the local base image and of the target image. */
+      base: string;
+      target: string;
+      /** 'unavailable': not served or a fetch limit hit (FETCH_*); 'refused': failed a check. */
+      result: 'applied' | 'unavailable' | 'refused';
+      /** Pack bytes downloaded, and verified chunks it produced and wrote. */
+      bytes: number;
+      chunks: number;
+      code?: string;
+    }
   | { id: 'install.staged'; target: string; bootname: string }
   | { id: 'install.committed'; target: string; bootname: string; attempts: number }
   | { id: 'install.failed'; code: string; message: string };
@@ -91,6 +106,8 @@ export interface InstallResult {
   fetchedBytes: number;
   /** Compressed bytes read from the source (bundle file, bundle URL or repository). */
   bundleBytesRead: number;
+  /** Of those, bytes of delta packs (0 without one); the chunks they produced count as `presentBytes`. */
+  deltaBytes?: number;
   /** True when the slot was staged, not made primary. */
   staged: boolean;
 }
@@ -99,6 +116,7 @@ interface Counters {
   seededBytes: number;
   presentBytes: number;
   fetchedBytes: number;
+  deltaBytes: number;
 }
 
 /**
@@ -138,7 +156,7 @@ async function installVerified(o: InstallOptions, release: ReleaseSource): Promi
   });
   const plan = await makePlan(o, release);
   faultPoint('planned');
-  const counters = { seededBytes: 0, presentBytes: 0, fetchedBytes: 0 };
+  const counters = { seededBytes: 0, presentBytes: 0, fetchedBytes: 0, deltaBytes: 0 };
   await prepareTargets(o, plan);
   faultPoint('prepared');
   const state = await o.state.load();
@@ -332,6 +350,47 @@ async function presentChunks(
 }
 
 /**
+ * Before the write loop: the chunks still missing produced from a delta pack against an image a
+ * local slot holds (booted slot first), written in place and added to `present`. Any failure
+ * leaves the rest to the write loop, which fetches plain chunks: the fallback order is pack,
+ * then chunks.
+ */
+async function applyDeltas(
+  o: InstallOptions,
+  release: ReleaseSource,
+  t: InstallTarget,
+  w: PackTarget,
+  c: Counters,
+): Promise<void> {
+  const packRange = release.packRange?.bind(release);
+  if (!packRange) return;
+  const target = release.manifest.images[t.image]!.chunkIndex.sha256;
+  if (w.index.chunks.every((ch, i) => w.seeds.has(ch.id) || w.present.has(i))) return;
+  const state = await o.state.load();
+  for (const base of await deltaBases(o.config, state, t.image, new Set(), o.booted)) {
+    if (base === target) continue;
+    const r = await applyDeltaPack(
+      (a, b) => packRange(base, target, a, b),
+      release.packParallel ?? 1,
+      w,
+    );
+    c.deltaBytes += r.bytes;
+    const code = r.error?.code;
+    o.onEvent?.({
+      id: 'install.delta',
+      image: t.image,
+      base,
+      target,
+      result: !code ? 'applied' : code.startsWith('FETCH_') ? 'unavailable' : 'refused',
+      bytes: r.bytes,
+      chunks: r.chunks,
+      ...(code ? { code } : {}),
+    });
+    if (!code) return;
+  }
+}
+
+/**
  * Streams one image into its slot, then reads it back and checks it. The main thread reads and
  * writes; the pool's workers decompress and verify every chunk before its bytes come back, so
  * all cores work and no unverified byte is written. Units run concurrently, each written at its
@@ -354,6 +413,7 @@ async function writeTarget(
     const present = release.remote
       ? await presentChunks(dev, index.chunks, seeds, t.hashOffset)
       : new Set<number>();
+    await applyDeltas(o, release, t, { index, dev, seeds, reader, present }, c);
     const units = planUnits(index.chunks, release, seeds, present, release.remote);
     /** Completion of the unit written at each offset, for copies of repeated chunks. */
     const writes = new Map<number, Promise<void>>();

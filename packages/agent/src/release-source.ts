@@ -49,6 +49,13 @@ export interface ReleaseSource {
   units(chunks: ChunkRef[]): FetchUnit[];
   /** One chunk's frame (used when a seed turns out corrupt). */
   frame(id: string, size: number): Promise<Buffer>;
+  /**
+   * Bytes `start..end` (inclusive; fewer at its end) of the delta pack from the image with chunk
+   * index `base` to the one with `target`, when the source serves packs (delta-install.ts).
+   */
+  packRange?(base: string, target: string, start: number, end: number): Promise<Buffer>;
+  /** Ranged requests a pack read keeps in flight. */
+  readonly packParallel?: number;
   close(): Promise<void>;
 }
 
@@ -127,7 +134,8 @@ export function frameBound(size: number): number {
 /**
  * A release in a repository: manifest and indexes already fetched through TUF and verified;
  * chunks from `<base>/chunks/ab/cdef....zst`, one request each (a re-run after an interruption
- * fetches again at most the chunks that were in flight).
+ * fetches again at most the chunks that were in flight); delta packs from
+ * `<base>/deltas/<base index>/<target index>.fdp` in ranges, with the same fetcher and limits.
  */
 export class RepoRelease implements ReleaseSource {
   readonly remote = true;
@@ -136,6 +144,7 @@ export class RepoRelease implements ReleaseSource {
   readonly manifestSha256: string;
   readonly indexes: Map<string, ChunkIndex>;
   readonly concurrency: number;
+  readonly packParallel: number;
   readonly #base: string;
   readonly #fetcher: HttpFetcher;
 
@@ -154,6 +163,7 @@ export class RepoRelease implements ReleaseSource {
     this.indexes = o.indexes;
     this.#fetcher = o.fetcher;
     this.concurrency = o.parallel * 2;
+    this.packParallel = o.parallel;
   }
 
   get bytesRead(): number {
@@ -179,6 +189,18 @@ export class RepoRelease implements ReleaseSource {
 
   frame(id: string, size: number): Promise<Buffer> {
     return this.#fetcher.get(this.chunkUrl(id), { maxBytes: frameBound(size) });
+  }
+
+  /** The URL of a delta pack (both digests come from signed data: 64 hex digits). */
+  packUrl(base: string, target: string): string {
+    return `${this.#base}/deltas/${base}/${target}.fdp`;
+  }
+
+  packRange(base: string, target: string, start: number, end: number): Promise<Buffer> {
+    return this.#fetcher.get(this.packUrl(base, target), {
+      maxBytes: end - start + 1,
+      range: [start, end],
+    });
   }
 
   close(): Promise<void> {

@@ -1,14 +1,18 @@
 /**
  * squashfs images with mksquashfs 4.5.1 (Debian 12). gzip is the default compression because
- * GRUB 2.06 reads gzip, xz and lzo squashfs but not zstd.
+ * GRUB 2.06 reads gzip, xz and lzo squashfs but not zstd. `none` stores inodes, data, fragments
+ * and xattrs uncompressed: the image chunks well for delta updates (docs/image-build.md).
  */
 import type { ImageTool, ImageToolRun } from './image-tool.ts';
+
+/** mksquashfs flags for `--compression none`: no compression of any table or block. */
+export const SQUASHFS_UNCOMPRESSED_FLAGS = ['-noI', '-noD', '-noF', '-noX'] as const;
 
 /** The mksquashfs wrapper. */
 export const mksquashfs: ImageTool = {
   command: 'mksquashfs',
   defaultCompression: 'gzip',
-  compressions: ['gzip', 'xz', 'lzo', 'lz4', 'zstd'],
+  compressions: ['gzip', 'xz', 'lzo', 'lz4', 'zstd', 'none'],
   needsUuid: false,
   args(run: ImageToolRun): string[] {
     const t = String(run.epoch);
@@ -26,8 +30,10 @@ export const mksquashfs: ImageTool = {
       t,
       '-all-time',
       t,
-      '-comp',
-      run.compression,
+      // The superblock still names a compressor; with every -no* flag it is never used.
+      ...(run.compression === 'none'
+        ? ['-comp', 'gzip', ...SQUASHFS_UNCOMPRESSED_FLAGS]
+        : ['-comp', run.compression]),
     ];
   },
 };

@@ -14,6 +14,7 @@ import {
 } from './device-commands.ts';
 import { activate, check, rebase, update } from './update-commands.ts';
 import { daemon } from './daemon-commands.ts';
+import { repoDelta } from './delta-commands.ts';
 import { server, sim } from './server-commands.ts';
 import { imageBuild } from './image-commands.ts';
 import {
@@ -38,6 +39,7 @@ export const COMMANDS: CommandSpec[] = [
   repoPromote,
   repoRefresh,
   repoKeysRotate,
+  repoDelta,
   repoVerify,
   repoGc,
   status,

@@ -24,7 +24,8 @@ export const imageBuild: CommandSpec = {
     compression: {
       type: 'string',
       placeholder: 'ALG',
-      description: 'squashfs: gzip (GRUB can read it), xz, lzo, lz4, zstd; erofs: lz4hc, lz4, none',
+      description:
+        'squashfs: gzip (GRUB can read it), xz, lzo, lz4, zstd, none (for delta updates); erofs: lz4hc, lz4, none',
     },
     'source-date-epoch': {
       type: 'string',

@@ -18,3 +18,4 @@ export * from './repo-keys.ts';
 export * from './repo-gc.ts';
 export * from './repo-verify.ts';
 export * from './channel-index.ts';
+export * from './repo-delta.ts';

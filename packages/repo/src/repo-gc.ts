@@ -2,12 +2,14 @@
  * Garbage collection of the shared chunk store: a chunk stays while any chunk index that any
  * channel's current targets metadata names references it; everything else (chunks of an
  * interrupted publish, of removed releases, strays) is deleted. Runs under the repository lock,
- * so it never races a publish that has copied chunks but not yet signed its targets.
+ * so it never races a publish that has copied chunks but not yet signed its targets. Delta packs
+ * whose target index no release names are deleted too.
  */
 import { stat } from 'node:fs/promises';
 import { ChunkStore, parseChunkIndex } from '@ferry/core';
 import { loadRepo, withRepoLock, type RepoState } from './repo-state.ts';
 import { listReleases } from './release.ts';
+import { pruneDeltaPacks, type DeltaGcResult } from './repo-delta.ts';
 import { readTargetFile } from './target-file.ts';
 
 /** What gc found and removed. */
@@ -17,6 +19,8 @@ export interface GcResult {
   deleted: number;
   /** Bytes of the deleted chunk files (compressed). */
   deletedBytes: number;
+  /** Delta packs kept (their target index is published) and deleted (docs/repository.md). */
+  deltaPacks: DeltaGcResult;
 }
 
 /** Options of gc. */
@@ -58,7 +62,7 @@ export async function gc(dir: string, opts: GcOptions = {}): Promise<GcResult> {
     const state = await loadRepo(dir);
     const keep = await referencedChunks(state);
     const store = new ChunkStore(dir);
-    const result: GcResult = { kept: 0, deleted: 0, deletedBytes: 0 };
+    const result = { kept: 0, deleted: 0, deletedBytes: 0 };
     for await (const id of store.list()) {
       if (keep.has(id)) {
         result.kept++;
@@ -68,6 +72,6 @@ export async function gc(dir: string, opts: GcOptions = {}): Promise<GcResult> {
       result.deleted++;
       if (!opts.dryRun) await store.delete(id);
     }
-    return result;
+    return { ...result, deltaPacks: await pruneDeltaPacks(state, opts.dryRun) };
   });
 }
