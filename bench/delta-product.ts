@@ -4,8 +4,9 @@
  * bundles), delta packs from `makeDeltaPacks` (what `ferry repo delta` runs), Debian's nginx
  * serving it, and a file-backed device on v1 running `Agent.update()`: TUF refresh, pack in
  * ranged GETs, plain chunks for anything the pack did not give, read-back verification.
- * Bytes are what the device's fetcher read (pack and chunks) plus the chunk index it fetched
- * through TUF. Needs root, sfdisk and nginx.
+ * Bytes are what nginx sent for the update (its access log): pack, chunk index (as a delta
+ * against the base index when the repository has one, else whole through TUF) and any plain
+ * chunks. Needs root, sfdisk and nginx.
  */
 import { createHash } from 'node:crypto';
 import { copyFile, mkdir, open } from 'node:fs/promises';
@@ -109,6 +110,7 @@ export async function ferryProductRows(
         try {
           const events: AgentEvent[] = [];
           const agent = await Agent.open({ root: d.root });
+          const logFrom = (await nginx.accessLog()).length;
           const apply = await timeIt(() =>
             agent.update({ onEvent: (e) => void (e.id === 'install.delta' && events.push(e)) }),
           );
@@ -117,18 +119,30 @@ export async function ferryProductRows(
           const deltaInfo =
             delta?.id === 'install.delta' ? `${delta.chunks} chunks, ${delta.result}` : 'none';
           const target = await cutImage(sq(t).path);
-          const indexBytes = 72 + 36 * target.index.chunks.length;
+          // What nginx sent for this update: pack, index (delta or whole) and chunks.
+          const log = (await nginx.accessLog()).slice(logFrom);
+          const sent = (f: (l: string) => boolean) =>
+            log.filter(f).reduce((a, l) => a + Number(l.split(' ')[3]), 0);
+          const indexBytes = sent(
+            (l) =>
+              l.includes('.cidx') && (l.includes('/repo/deltas/') || l.includes('/repo/targets/')),
+          );
           const fetched = r.bundleBytesRead - (r.deltaBytes ?? 0);
           rows.push({
             peer: 'Ferry update with repo delta pack (agent install path)',
             pair,
-            bytes: r.bundleBytesRead + indexBytes,
+            bytes: sent(
+              (l) =>
+                l.includes('/repo/chunks/') ||
+                l.includes('/repo/deltas/') ||
+                (l.includes('/repo/targets/') && l.includes('.cidx')),
+            ),
             publishSeconds: pub.seconds,
             applySeconds: apply.seconds,
             verified: (await slotSha(d, 'rootA', sq(t).size)) === target.index.imageSha256,
             note:
               `pack ${r.deltaBytes ?? 0} B (${deltaInfo}) + plain chunks ${fetched} B ` +
-              `+ index ${indexBytes} B; pack made by repo delta (${pack?.bytes ?? 0} B); ` +
+              `+ index ${indexBytes} B (as a delta against the base index when the repository has one); pack made by repo delta (${pack?.bytes ?? 0} B); ` +
               `publish = bundle + repo publish + repo delta; apply = ferry update incl. verify`,
           });
         } finally {

@@ -137,7 +137,7 @@ async function productRows(
     level,
     stamps: await Promise.all(['v1', 'v2', 'v3'].map((v) => treeStamp(v))),
     sizes: ['v1', 'v2', 'v3'].map((v) => sq(v).size),
-    recipe: 1,
+    recipe: 2,
   };
   return memoRows(ctx, `ferry-product@${pairs.join(',')}`, key, () =>
     ferryProductRows(pairs, sq, level),

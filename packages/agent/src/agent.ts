@@ -211,15 +211,21 @@ export class Agent {
   ): Promise<UpdateResult> {
     const keyring = await loadKeyring(this.config.keyring);
     const booted = this.requireBooted();
+    const state = await this.state.load();
     const { check, found, tuf } = await checkUpdate({
       config: this.config,
       keyring,
-      state: await this.state.load(),
+      state,
       booted,
     });
     opts.onEvent?.({ id: 'update.checked', check });
     if (!check.available) return { check, staged: false };
-    const release = await openRepoRelease(this.config, tuf, found, opts.signal);
+    const release = await openRepoRelease(
+      { config: this.config, state, booted },
+      tuf,
+      found,
+      opts.signal,
+    );
     try {
       const installed = await installRelease({
         config: this.config,

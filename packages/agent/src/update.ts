@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import {
   FerryError,
   isFerryError,
+  decodeChunkDelta,
   parseChunkIndex,
   parseEnvelope,
   parseJsonBounded,
@@ -18,11 +19,13 @@ import {
   type ChunkIndex,
   type Keyring,
   type Manifest,
+  type ManifestImage,
 } from '@ferry/core';
 import type { SlotConfig, SystemConfig } from './config.ts';
 import { HttpFetcher } from './http-fetch.ts';
-import { manifestDigest, RepoRelease } from './release-source.ts';
-import type { AgentState } from './state.ts';
+import { deltaBases } from './delta-install.ts';
+import { frameBound, manifestDigest, RepoRelease } from './release-source.ts';
+import { indexPath, type AgentState } from './state.ts';
 import { createTufClient, initTrustedRootFromFile, type TufClient } from './tuf-client.ts';
 
 /** What `check` found. */
@@ -186,19 +189,76 @@ export async function checkUpdate(
   return { check, found: { entry, manifest }, tuf };
 }
 
-/** Fetches the chunk indexes of `found` through TUF and checks each against the manifest. */
-async function fetchIndexes(tuf: TufClient, found: FoundRelease): Promise<Map<string, ChunkIndex>> {
+/** Checks index bytes against the digest and size the signed manifest names; undefined if not. */
+function signedIndex(bytes: Buffer, ref: ManifestImage, image: string): ChunkIndex | undefined {
+  if (bytes.length !== ref.chunkIndex.size) return undefined;
+  if (createHash('sha256').update(bytes).digest('hex') !== ref.chunkIndex.sha256) return undefined;
+  const index = parseChunkIndex(bytes);
+  if (index.imageSize !== ref.size || index.imageSha256 !== ref.sha256)
+    throw new FerryError('CHUNK_INDEX_MISMATCH', `chunk index of ${image} is of another image`);
+  return index;
+}
+
+/**
+ * The target index rebuilt from an index delta against a base index this device keeps
+ * (`deltas/<base>/<target>.cidx.zst`, written by `ferry repo delta`). Accepted only if it is
+ * byte for byte the index the manifest signs; anything else (404, limits, a bad delta) is
+ * undefined and the index comes through TUF instead.
+ */
+async function indexFromDelta(
+  ctx: IndexContext,
+  image: string,
+  ref: ManifestImage,
+): Promise<ChunkIndex | undefined> {
+  const target = ref.chunkIndex.sha256;
+  for (const base of await deltaBases(ctx.config, ctx.state, image, new Set(), ctx.booted)) {
+    try {
+      const delta = await ctx.fetcher.get(
+        `${ctx.config.update.repository}/deltas/${base}/${target}.cidx.zst`,
+        { maxBytes: frameBound(ref.chunkIndex.size) },
+      );
+      const baseBytes = await readFile(indexPath(ctx.config.dataDir, base));
+      const bytes = decodeChunkDelta(baseBytes, delta, ref.chunkIndex.size);
+      const index = signedIndex(bytes, ref, image);
+      if (index) return index;
+    } catch (e) {
+      if (isFerryError(e, 'CHUNK_INDEX_MISMATCH')) throw e;
+      // A missing or bad index delta only costs the full index.
+    }
+  }
+  return undefined;
+}
+
+/** What fetching the chunk indexes of a release needs. */
+interface IndexContext {
+  config: SystemConfig;
+  state: AgentState;
+  booted: SlotConfig | undefined;
+  fetcher: HttpFetcher;
+}
+
+/**
+ * The chunk indexes of `found`: from an index delta when the device keeps a base index the
+ * repository has one for, else through TUF; each checked against the digest the manifest signs.
+ */
+async function fetchIndexes(
+  tuf: TufClient,
+  found: FoundRelease,
+  ctx: IndexContext,
+): Promise<Map<string, ChunkIndex>> {
   const indexes = new Map<string, ChunkIndex>();
   for (const [image, ref] of Object.entries(found.manifest.images)) {
+    const fromDelta = await indexFromDelta(ctx, image, ref);
+    if (fromDelta) {
+      indexes.set(image, fromDelta);
+      continue;
+    }
     const path = found.entry.chunkIndexes[image];
     if (!path) throw badIndex(`channel index names no chunk index for image ${image}`);
-    const bytes = await fetchTarget(tuf, path);
     // Mix-and-match guard: the index must be the one the signed manifest names.
-    if (createHash('sha256').update(bytes).digest('hex') !== ref.chunkIndex.sha256)
+    const index = signedIndex(await fetchTarget(tuf, path), ref, image);
+    if (!index)
       throw new FerryError('CHUNK_INDEX_MISMATCH', `chunk index of ${image} is not the signed one`);
-    const index = parseChunkIndex(bytes);
-    if (index.imageSize !== ref.size || index.imageSha256 !== ref.sha256)
-      throw new FerryError('CHUNK_INDEX_MISMATCH', `chunk index of ${image} is of another image`);
     indexes.set(image, index);
   }
   return indexes;
@@ -206,25 +266,31 @@ async function fetchIndexes(tuf: TufClient, found: FoundRelease): Promise<Map<st
 
 /** The release found by a check, ready for installRelease (chunks from `<repo>/chunks/`). */
 export async function openRepoRelease(
-  config: SystemConfig,
+  ctx: Omit<UpdateContext, 'keyring'>,
   tuf: TufClient,
   found: FoundRelease,
   signal?: AbortSignal,
 ): Promise<RepoRelease> {
-  const u = config.update;
-  const indexes = await fetchIndexes(tuf, found);
-  return new RepoRelease({
-    name: `${u.repository}@${found.entry.version}`,
-    base: u.repository!,
-    manifest: found.manifest,
-    indexes,
+  const u = ctx.config.update;
+  const fetcher = new HttpFetcher({
     parallel: u.parallel,
-    fetcher: new HttpFetcher({
-      parallel: u.parallel,
-      timeoutMs: u.timeoutSeconds * 1000,
-      minRate: u.minRate,
-      bandwidth: u.bandwidth,
-      ...(signal ? { signal } : {}),
-    }),
+    timeoutMs: u.timeoutSeconds * 1000,
+    minRate: u.minRate,
+    bandwidth: u.bandwidth,
+    ...(signal ? { signal } : {}),
   });
+  try {
+    const indexes = await fetchIndexes(tuf, found, { ...ctx, fetcher });
+    return new RepoRelease({
+      name: `${u.repository}@${found.entry.version}`,
+      base: u.repository!,
+      manifest: found.manifest,
+      indexes,
+      parallel: u.parallel,
+      fetcher,
+    });
+  } catch (e) {
+    fetcher.close();
+    throw e;
+  }
 }

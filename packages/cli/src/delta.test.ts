@@ -143,7 +143,9 @@ async function update(d: DeviceFixture) {
   return {
     installed: r.installed!,
     events,
-    packLines: log.filter((l) => l.includes(' /repo/deltas/')),
+    packLines: log.filter((l) => l.includes(' /repo/deltas/') && l.includes('.fdp')),
+    indexDeltaLines: log.filter((l) => l.includes(' /repo/deltas/') && l.includes('.cidx.zst')),
+    indexTargetGets: log.filter((l) => l.includes(' /repo/targets/') && l.includes('.cidx')).length,
     chunkGets: log.filter((l) => l.includes(' /repo/chunks/')).length,
     downloaded: bytes(' /repo/chunks/') + bytes(' /repo/deltas/'),
   };
@@ -252,6 +254,11 @@ describe('delta packs on the update path', () => {
           r.packLines.join('\n'),
         );
         assert.ok(r.chunkGets <= 1, `${r.chunkGets} chunk requests`);
+        // The chunk index came as a delta against the base index, not whole through TUF.
+        assert.equal(r.indexDeltaLines.length, 1, r.indexDeltaLines.join('\n'));
+        assert.match(r.indexDeltaLines[0]!, / 200 /);
+        assert.equal(r.indexTargetGets, 0);
+        assert.equal(made.packs[0].indexDeltaBytes! > 0, true);
         assert.equal(r.installed.deltaBytes, r.events.at(-1)!.bytes);
         assert.ok(
           r.downloaded * 3 < plain.downloaded,

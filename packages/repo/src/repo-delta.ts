@@ -15,7 +15,10 @@ import {
   FerryError,
   SimilarityIndex,
   chunkSketch,
+  encodeChunkDelta,
   encodeDeltaPack,
+  MAX_DELTA_WINDOW,
+  writeFileAtomic,
   parseChunkIndex,
   planDeltaPack,
   type ChunkIndex,
@@ -30,6 +33,16 @@ import { readTargetFile } from './target-file.ts';
 export const DELTAS_DIR = 'deltas';
 /** File suffix of a delta pack. */
 export const DELTA_PACK_SUFFIX = '.fdp';
+/**
+ * Suffix of an index delta: the target's chunk index as one zstd frame with the base's index as
+ * its dictionary (encodeChunkDelta), next to the pack. Unchanged entries cost almost nothing.
+ */
+export const INDEX_DELTA_SUFFIX = '.cidx.zst';
+
+/** Where the index delta for a base and target index lives, relative to the repository. */
+export function indexDeltaPath(base: string, target: string): string {
+  return deltaPackPath(base, target).slice(0, -DELTA_PACK_SUFFIX.length) + INDEX_DELTA_SUFFIX;
+}
 
 const SHA_RE = /^[0-9a-f]{64}$/;
 
@@ -120,6 +133,8 @@ export interface DeltaPackInfo {
   bytes: number;
   /** False when the pack was there already (packs are computed once per pair). */
   created: boolean;
+  /** Size of the index delta (`<target>.cidx.zst` beside the pack), when one was made. */
+  indexDeltaBytes?: number;
   /** Set when created: segments, chunks sent, and base chunks they reference. */
   segments?: number;
   chunks?: number;
@@ -131,11 +146,28 @@ async function readIndex(
   state: RepoState,
   r: PublishedRelease,
   image: string,
-): Promise<{ sha: string; index: ChunkIndex } | undefined> {
+): Promise<{ sha: string; index: ChunkIndex; bytes: Buffer } | undefined> {
   const path = r.chunkIndexes[image];
   const t = path ? state.roles.get(channelRoleName(r.channel))?.signed.targets[path] : undefined;
   if (!t) return undefined;
-  return { sha: t.hashes.sha256!, index: parseChunkIndex(await readTargetFile(state.dir, t)) };
+  const bytes = await readTargetFile(state.dir, t);
+  return { sha: t.hashes.sha256!, index: parseChunkIndex(bytes), bytes };
+}
+
+/** Writes the index delta of a pair unless it is there (or the indexes are too large for one). */
+async function writeIndexDelta(
+  dir: string,
+  b: { sha: string; bytes: Buffer },
+  t: { sha: string; bytes: Buffer },
+): Promise<number | undefined> {
+  const file = join(dir, indexDeltaPath(b.sha, t.sha));
+  const have = await stat(file).catch(() => undefined);
+  if (have) return have.size;
+  if (b.bytes.length + 1 + t.bytes.length > MAX_DELTA_WINDOW) return undefined;
+  const delta = encodeChunkDelta(b.bytes, t.bytes, 19);
+  await mkdir(dirname(file), { recursive: true });
+  await writeFileAtomic(file, delta);
+  return delta.length;
 }
 
 /** For each target chunk the base lacks, the most similar base chunk (sketch votes). */
@@ -243,6 +275,7 @@ export async function makeDeltaPacks(dir: string, opts: DeltaOptions): Promise<D
       const made = have
         ? undefined
         : await writePack(store, b.index, t.index, file, { level, segmentBytes });
+      const indexDeltaBytes = await writeIndexDelta(dir, b, t);
       out.push({
         compatible: to.compatible,
         from: from.version,
@@ -253,6 +286,7 @@ export async function makeDeltaPacks(dir: string, opts: DeltaOptions): Promise<D
         path,
         bytes: have?.size ?? (await stat(file)).size,
         created: made !== undefined,
+        ...(indexDeltaBytes !== undefined ? { indexDeltaBytes } : {}),
         ...made,
       });
     }
@@ -287,8 +321,9 @@ export async function pruneDeltaPacks(state: RepoState, dryRun = false): Promise
   const bases = await readdir(root).catch(() => []);
   for (const base of bases.filter((b) => SHA_RE.test(b))) {
     for (const name of await readdir(join(root, base)).catch(() => [])) {
-      const target = name.slice(0, -DELTA_PACK_SUFFIX.length);
-      if (!name.endsWith(DELTA_PACK_SUFFIX) || !SHA_RE.test(target)) continue;
+      const suffix = [DELTA_PACK_SUFFIX, INDEX_DELTA_SUFFIX].find((x) => name.endsWith(x));
+      const target = suffix ? name.slice(0, -suffix.length) : '';
+      if (!SHA_RE.test(target)) continue;
       if (keep.has(target)) {
         result.kept++;
         continue;
