@@ -127,7 +127,9 @@ export async function ferryProductRows(
             (l) =>
               l.includes('.cidx') && (l.includes('/repo/deltas/') || l.includes('/repo/targets/')),
           );
-          const fetched = r.bundleBytesRead - (r.deltaBytes ?? 0);
+          // The fetcher reads the pack, the index delta and plain chunks; the rest is chunks.
+          const indexDelta = sent((l) => l.includes('/repo/deltas/') && l.includes('.cidx.zst'));
+          const fetched = r.bundleBytesRead - (r.deltaBytes ?? 0) - indexDelta;
           rows.push({
             peer: 'Ferry update with repo delta pack (agent install path)',
             pair,
