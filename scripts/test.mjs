@@ -27,7 +27,7 @@ if (files.length === 0) {
 const args = [
   '--test',
   `--test-concurrency=${process.env.FERRY_TEST_CONCURRENCY ?? 2}`,
-  '--test-timeout=900000',
+  '--test-timeout=1800000',
   '--test-reporter=spec',
   '--test-reporter-destination=stdout',
   `--test-reporter=${join(import.meta.dirname, 'summary-reporter.mjs')}`,

@@ -20,17 +20,8 @@ import {
 } from '@ferry/core';
 import type { RolloutView } from '@ferry/protocol';
 import { initRepo, publishBundle, refresh, REPO_CONFIG_FILE } from '@ferry/repo';
-import {
-  AdminClient,
-  Director,
-  createServer,
-  jsonLogger,
-  openDatabase,
-  readRepositoryReleases,
-  simulate,
-  type SimStats,
-} from '@ferry/server';
-import { DASHBOARD_DIR } from './server-commands.ts';
+import type { AdminClient, SimStats } from '@ferry/server';
+import { DASHBOARD_DIR, serverLib } from './server-commands.ts';
 import { str, type CommandContext, type CommandSpec, type OptionSpec } from './command.ts';
 
 const COMPATIBLE = 'ferry-demo';
@@ -77,6 +68,7 @@ async function keyFor(dir: string, name: string): Promise<PrivateKey> {
 
 /** True if the repository verifies and holds both demo releases in the channel. */
 async function complete(repo: string): Promise<boolean> {
+  const { readRepositoryReleases } = await serverLib();
   const found = await readRepositoryReleases(repo).catch(() => []);
   return RELEASES.every((r) => found.some((f) => f.channel === CHANNEL && f.version === r.version));
 }
@@ -221,6 +213,7 @@ async function startFleet(o: DemoOptions, repo: string, dashboard: string | unde
   const file = join(o.dir, 'fleet.db');
   // A fresh database per start: the printed password is always the one that works.
   for (const f of [file, `${file}-wal`, `${file}-shm`]) await rm(f, { force: true });
+  const { AdminClient, Director, createServer, jsonLogger, openDatabase } = await serverLib();
   const database = await openDatabase(file);
   const password = randomBytes(12).toString('base64url');
   const srv = await createServer({
@@ -264,6 +257,7 @@ async function startDevices(f: Fleet, o: DemoOptions): Promise<void> {
     { tag: 'healthy', n: o.devices - o.flaky, failRate: 0, rollbackRate: 0 },
     { tag: 'flaky', n: o.flaky, failRate: o.failRate, rollbackRate: o.rollbackRate },
   ];
+  const { simulate } = await serverLib();
   for (const g of groups) {
     if (g.n === 0) continue;
     const { token } = await f.admin.post<{ token: string }>('/api/v1/enrolment-tokens', {

@@ -4,15 +4,15 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { FerryError, loadPrivateKey, writeKeyPair } from '@ferry/core';
-import {
-  Director,
-  createServer,
-  jsonLogger,
-  openDatabase,
-  simulate,
-  type LogLevel,
-} from '@ferry/server';
+import type * as ServerLib from '@ferry/server';
+import type { LogLevel } from '@ferry/server';
 import { flag, str, type CommandContext, type CommandSpec } from './command.ts';
+
+/**
+ * The fleet server's code, loaded only by the commands that run it: a device's `ferry` (the
+ * agent commands) then never loads the server or its dependencies, which a device image lacks.
+ */
+export const serverLib = (): Promise<typeof ServerLib> => import('@ferry/server');
 
 function int(ctx: CommandContext, name: string, def: number, min = 0): number {
   const v = str(ctx, name);
@@ -29,10 +29,11 @@ function rate(ctx: CommandContext, name: string): number {
   return v;
 }
 
-async function directorKey(path: string | undefined): Promise<Director | undefined> {
+async function directorKey(path: string | undefined): Promise<ServerLib.Director | undefined> {
   if (!path) return undefined;
   // First start: make the key; every later start must find the same one (devices pin it).
   if (!existsSync(path) && path.endsWith('.key')) await writeKeyPair(path.slice(0, -'.key'.length));
+  const { Director } = await serverLib();
   return new Director(await loadPrivateKey(path));
 }
 
@@ -142,6 +143,7 @@ export const server: CommandSpec = {
     const level = (str(ctx, 'log-level') ?? 'info') as LogLevel;
     if (!['debug', 'info', 'warn', 'error'].includes(level))
       throw new FerryError('USAGE', '--log-level is debug, info, warn or error');
+    const { createServer, jsonLogger, openDatabase } = await serverLib();
     const logger = jsonLogger(process.stdout, level);
     const repo = str(ctx, 'repo');
     const root = str(ctx, 'trusted-root');
@@ -236,6 +238,7 @@ export const sim: CommandSpec = {
     process.once('SIGINT', stop);
     const rounds = str(ctx, 'rounds');
     const token = str(ctx, 'token');
+    const { simulate } = await serverLib();
     const stats = await simulate({
       server: url,
       devices: int(ctx, 'devices', 10, 1),
