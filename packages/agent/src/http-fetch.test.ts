@@ -18,6 +18,11 @@ before(async () => {
       res.on('close', () => clearInterval(t));
       return;
     }
+    if (req.url === '/cut') {
+      res.writeHead(200, { 'content-length': String(BODY.length) });
+      res.write(BODY.subarray(0, 1000), () => setTimeout(() => res.socket?.destroy(), 50));
+      return;
+    }
     if (req.url === '/lying-length') {
       res.writeHead(200, { 'content-length': String(10 * BODY.length) });
       return void res.end(BODY);
@@ -95,6 +100,21 @@ describe('HttpFetcher', () => {
         await assert.rejects(f.get(`${base}/drip`, { maxBytes: 100 }), (e) =>
           isFerryError(e, 'FETCH_TIMEOUT'),
         );
+      } finally {
+        f.close();
+      }
+    });
+  });
+
+  describe('when the connection is cut in the middle of the body', () => {
+    it('fails with FETCH_FAILED instead of waiting for the deadline', async () => {
+      const f = new HttpFetcher(limits({ timeoutMs: 60_000 }));
+      const t0 = performance.now();
+      try {
+        await assert.rejects(f.get(`${base}/cut`, { maxBytes: BODY.length }), (e) =>
+          isFerryError(e, 'FETCH_FAILED'),
+        );
+        assert.ok(performance.now() - t0 < 5000);
       } finally {
         f.close();
       }

@@ -91,10 +91,14 @@ export class HttpFetcher {
         agent: secure ? this.#https : this.#http,
         headers,
       });
+      let failure: Error | undefined;
       const fail = (
         code: 'FETCH_FAILED' | 'FETCH_TOO_LARGE' | 'FETCH_TIMEOUT' | 'FETCH_TOO_SLOW',
         msg: string,
-      ) => req.destroy(new FerryError(code, `${url}: ${msg}`));
+      ) => {
+        failure ??= new FerryError(code, `${url}: ${msg}`);
+        req.destroy(failure);
+      };
       const deadline = setTimeout(
         () => fail('FETCH_TIMEOUT', `no complete response within ${this.#limits.timeoutMs} ms`),
         this.#limits.timeoutMs,
@@ -131,10 +135,17 @@ export class HttpFetcher {
       req.on('error', (e) => {
         done();
         reject(
-          e instanceof FerryError || o.signal?.aborted
-            ? e
-            : new FerryError('FETCH_FAILED', `${url}: ${e.message}`, { cause: e }),
+          failure ??
+            (e instanceof FerryError || o.signal?.aborted
+              ? e
+              : new FerryError('FETCH_FAILED', `${url}: ${e.message}`, { cause: e })),
         );
+      });
+      // However the exchange ends, the promise settles: after a resolve this is a no-op, and a
+      // connection lost mid-body (which Node may report on the response only) is a failure.
+      req.on('close', () => {
+        done();
+        reject(failure ?? new FerryError('FETCH_FAILED', `${url}: connection closed`));
       });
       req.on('response', (res) => {
         const want = o.range ? 206 : 200;
@@ -170,7 +181,7 @@ export class HttpFetcher {
           if (res.complete) resolve(Buffer.concat(parts, received));
           else reject(new FerryError('FETCH_FAILED', `${url}: connection closed mid-response`));
         });
-        res.on('error', (e) => req.destroy(e));
+        res.on('error', (e) => req.destroy(failure ?? e));
       });
     });
   }
