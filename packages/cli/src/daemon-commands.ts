@@ -2,7 +2,6 @@
  * `ferry daemon` (the update daemon in the foreground), and the helpers that send the device
  * commands through a running daemon instead of touching the slots beside it.
  */
-import { resolve } from 'node:path';
 import {
   Agent,
   Daemon,
@@ -15,32 +14,8 @@ import {
   type SystemConfig,
 } from '@ferry/agent';
 import { FerryError } from '@ferry/core';
-import { str, type CommandContext, type CommandSpec, type OptionSpec } from './command.ts';
-
-const DEVICE_OPTIONS: Record<string, OptionSpec> = {
-  config: {
-    type: 'string',
-    placeholder: 'FILE',
-    description: 'device configuration',
-    default: '<root>/etc/ferry/system.toml',
-  },
-  root: {
-    type: 'string',
-    placeholder: 'DIR',
-    description:
-      'system root every configured path is resolved against (tests, file-backed devices)',
-    default: '/ or $FERRY_ROOT',
-  },
-};
-
-function deviceOpts(ctx: CommandContext): { configPath?: string; root?: string } {
-  const configPath = str(ctx, 'config');
-  const root = str(ctx, 'root');
-  return {
-    ...(configPath ? { configPath: resolve(configPath) } : {}),
-    ...(root ? { root: resolve(root) } : {}),
-  };
-}
+import { type CommandContext, type CommandSpec } from './command.ts';
+import { DEVICE_OPTIONS, deviceOpts } from './device-options.ts';
 
 /**
  * A client of the daemon when one answers on the configured socket; undefined when none runs.

@@ -3,32 +3,14 @@ import { createWriteStream } from 'node:fs';
 import { resolve } from 'node:path';
 import { Agent, type AgentEvent, type StatusReport } from '@ferry/agent';
 import { FerryError } from '@ferry/core';
-import { flag, str, type CommandContext, type CommandSpec, type OptionSpec } from './command.ts';
+import { flag, str, type CommandContext, type CommandSpec } from './command.ts';
 import { humanDaemonStatus, openDevice } from './daemon-commands.ts';
+import { DEVICE_OPTIONS, deviceOpts } from './device-options.ts';
 
-export const DEVICE_OPTIONS: Record<string, OptionSpec> = {
-  config: {
-    type: 'string',
-    placeholder: 'FILE',
-    description: 'device configuration',
-    default: '<root>/etc/ferry/system.toml',
-  },
-  root: {
-    type: 'string',
-    placeholder: 'DIR',
-    description:
-      'system root every configured path is resolved against (tests, file-backed devices)',
-    default: '/ or $FERRY_ROOT',
-  },
-};
+export { DEVICE_OPTIONS };
 
 export function openAgent(ctx: CommandContext): Promise<Agent> {
-  const configPath = str(ctx, 'config');
-  const root = str(ctx, 'root');
-  return Agent.open({
-    ...(configPath ? { configPath: resolve(configPath) } : {}),
-    ...(root ? { root: resolve(root) } : {}),
-  });
+  return Agent.open(deviceOpts(ctx));
 }
 
 /** Events as JSON lines: on stdout under --json, and on --progress-fd N for UIs. */
