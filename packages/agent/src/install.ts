@@ -14,12 +14,10 @@ import {
   isFerryError,
   openBundle,
   serializeChunkIndex,
-  VerityHasher,
   writeFileAtomic,
   type ByteSource,
   type ChunkIndex,
   type Keyring,
-  type ManifestImage,
 } from '@ferry/core';
 import type { Bootloader, BootState } from './bootloader.ts';
 import type { SlotConfig, SystemConfig } from './config.ts';
@@ -36,6 +34,7 @@ import { collectSeeds, SeedReader, type SeedLocation } from './seeds.ts';
 import { applyDeltaPack, deltaBases, type PackTarget } from './delta-install.ts';
 import { deviceSize, SlotDevice } from './slot-device.ts';
 import { indexPath, type StateStore } from './state.ts';
+import { ReadBackVerifier } from './install-verify.ts';
 
 export type InstallEvent =
   | {
@@ -391,10 +390,12 @@ async function applyDeltas(
 }
 
 /**
- * Streams one image into its slot, then reads it back and checks it. The main thread reads and
+ * Streams one image into its slot and reads it back behind the writes. The main thread reads and
  * writes; the pool's workers decompress and verify every chunk before its bytes come back, so
  * all cores work and no unverified byte is written. Units run concurrently, each written at its
  * own offset as soon as it is verified, so an interrupted download keeps every verified chunk.
+ * A region is read back (SHA-256 and dm-verity leaves) once all of it is written; after the fsync
+ * the rest is read and both digests are compared with the signed ones.
  */
 async function writeTarget(
   o: InstallOptions,
@@ -409,6 +410,23 @@ async function writeTarget(
   const index = release.indexes.get(t.image)!;
   const dev = await SlotDevice.open(t.slot, 'r+');
   const running = new Set<Promise<void>>();
+  const check = new ReadBackVerifier({
+    dev,
+    slotName: t.slot.name,
+    img: release.manifest.images[t.image]!,
+    size: t.imageSize,
+    pool,
+    progress: (done, total) =>
+      emit({
+        id: 'install.progress',
+        phase: 'verify',
+        image: t.image,
+        done,
+        total,
+        seededBytes: 0,
+        fetchedBytes: 0,
+      }),
+  });
   try {
     const present = release.remote
       ? await presentChunks(dev, index.chunks, seeds, t.hashOffset)
@@ -454,6 +472,7 @@ async function writeTarget(
         faultPoint('first-chunk');
       }
       done += u.size;
+      check.written(u.offset, u.offset + u.size);
       if (done - reported >= PROGRESS_STEP || done === index.imageSize) {
         reported = done;
         emit({
@@ -478,67 +497,19 @@ async function writeTarget(
       throw new FerryError('INTERNAL', `wrote ${done} of ${index.imageSize} bytes of ${t.image}`);
     await dev.sync();
     faultPoint('written');
-    await verifyAndWriteTree(o, dev, t, release.manifest.images[t.image]!, pool);
+    await writeTree(dev, t, await check.finish());
   } finally {
     await Promise.allSettled(running); // never close the slot under a pending write
+    await check.settle();
     await dev.close();
   }
 }
 
-/**
- * Reads the written image back, checks SHA-256 and the dm-verity root, and stores the tree after
- * it. The main thread streams the SHA-256 while the workers hash the verity leaves of each piece.
- */
-async function verifyAndWriteTree(
-  o: InstallOptions,
-  dev: SlotDevice,
-  t: InstallTarget,
-  img: ManifestImage,
-  pool: ComputePool,
-): Promise<void> {
-  const emit = o.onEvent ?? (() => undefined);
-  const salt = Buffer.from(img.verity.salt, 'hex');
-  const hash = createHash('sha256');
-  const verity = new VerityHasher(salt);
-  const step = 4 << 20;
-  const leaves: Array<Promise<Buffer>> = [];
-  let reading = t.imageSize > 0 ? dev.read(0, Math.min(step, t.imageSize)) : undefined;
-  for (let pos = 0; pos < t.imageSize; pos += step) {
-    const data = await reading!;
-    const nextPos = pos + step;
-    reading =
-      nextPos < t.imageSize ? dev.read(nextPos, Math.min(step, t.imageSize - nextPos)) : undefined;
-    hash.update(data);
-    const l = pool.leaves(salt, data); // hands `data` over: it is not used after this line
-    void l.catch(() => undefined);
-    leaves.push(l);
-    while (leaves.length > 4) verity.addLeafDigests(await leaves.shift()!);
-    emit({
-      id: 'install.progress',
-      phase: 'verify',
-      image: t.image,
-      done: Math.min(nextPos, t.imageSize),
-      total: t.imageSize,
-      seededBytes: 0,
-      fetchedBytes: 0,
-    });
-  }
-  for (const l of leaves) verity.addLeafDigests(await l);
-  const digest = hash.digest('hex');
-  if (digest !== img.sha256)
-    throw new FerryError(
-      'INSTALL_VERIFY_FAILED',
-      `slot ${t.slot.name} reads back as ${digest}, signed ${img.sha256}`,
-    );
-  const v = verity.finish();
-  if (v.rootHash !== img.verity.rootHash)
-    throw new FerryError(
-      'INSTALL_VERIFY_FAILED',
-      `slot ${t.slot.name} has verity root ${v.rootHash}, signed ${img.verity.rootHash}`,
-    );
+/** Stores the checked dm-verity tree after the image (zeros in between) and syncs. */
+async function writeTree(dev: SlotDevice, t: InstallTarget, tree: Buffer): Promise<void> {
   if (t.hashOffset > t.imageSize)
     await dev.write(t.imageSize, Buffer.alloc(t.hashOffset - t.imageSize));
-  await dev.write(t.hashOffset, v.tree);
+  await dev.write(t.hashOffset, tree);
   await dev.sync();
 }
 
