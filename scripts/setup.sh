@@ -16,6 +16,8 @@ PACKAGES=(
   qemu-system-x86 grub-pc-bin busybox-static kmod cpio
   # delta benchmark peers (npm run bench)
   zchunk ostree xdelta3 rsync
+  # deployments: the btrfs loop test (reflink checkouts)
+  btrfs-progs
 )
 
 need=()

@@ -56,3 +56,58 @@ export {
   type PackTarget,
   type PackOutcome,
 } from './delta-install.ts';
+export {
+  mergeEtc,
+  diffEtc,
+  DEFAULT_ALWAYS_LIVE,
+  type EtcMergeOptions,
+  type EtcMergeReport,
+  type EtcChange,
+} from './etc-merge.ts';
+export {
+  planEtcMerge,
+  type EtcConflict,
+  type EtcConflictKind,
+  type EtcMergePlan,
+  type EtcSource,
+} from './etc-merge-plan.ts';
+export {
+  scanEtcTree,
+  sameEntry,
+  ETC_TREE_LIMITS,
+  type EtcEntry,
+  type EtcTree,
+  type EtcTreeLimits,
+} from './etc-tree.ts';
+export {
+  mergeUsers,
+  parseUserDb,
+  USER_DB_FILES,
+  USER_DB_MAX_BYTES,
+  type UserDb,
+  type UserDbFile,
+  type UsersMergeResult,
+  type UsersConflict,
+} from './passwd-merge.ts';
+export { unifiedDiff, DIFF_MAX_LINES } from './etc-line-diff.ts';
+export {
+  DeployStore,
+  firstDifference,
+  type CheckoutOptions,
+  type DeploymentInfo,
+  type GcResult,
+} from './deploy-store.ts';
+export {
+  DirectoryObjectSource,
+  objectPath,
+  objectEntries,
+  type ObjectSource,
+} from './deploy-objects.ts';
+export type { CheckoutMode } from './deploy-checkout.ts';
+export type { SpaceNeeds, StoreUsage } from './deploy-space.ts';
+export {
+  DEPLOYMENT_ID,
+  type DeploymentRecord,
+  type DeploymentRelease,
+  type DeployState,
+} from './deploy-state.ts';

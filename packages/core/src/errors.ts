@@ -54,6 +54,20 @@ export const ERROR_CODES = {
   DELTA_INVALID: 'a chunk delta or delta pack is malformed, oversized or does not decode',
   DELTA_BASE_MISSING: 'a delta names a base chunk the device does not hold',
   DELTA_UNEXPECTED_CHUNK: 'a delta produces a chunk the signed target index does not list',
+  // Tree listings (packages/core/src/tree.ts)
+  TREE_INVALID:
+    'a tree listing is malformed, or a scanned tree holds an entry no listing can describe',
+  TREE_NOT_CANONICAL: 'a tree listing is not the one canonical encoding of its tree',
+  TREE_TOO_LARGE: 'a tree listing or scanned tree exceeds the entry, line or size limit',
+  // Deployment store (packages/agent/src/deploy-*.ts)
+  DEPLOY_STATE_INVALID: 'the deployment store state (deployments.json) is unreadable or malformed',
+  DEPLOY_NOT_FOUND: 'no deployment with that id is in the store',
+  DEPLOY_IN_USE: 'the deployment is the default or the booted one and cannot be removed',
+  DEPLOY_OBJECT_MISMATCH: 'a fetched file object does not hash to its id or has the wrong size',
+  DEPLOY_OBJECT_MISSING: 'a file object a tree needs is not in the deployment store',
+  DEPLOY_TREE_MISMATCH: 'a checked-out deployment differs from the tree digest recorded for it',
+  DEPLOY_NO_SPACE: 'the deployment store filesystem lacks the space or inodes a new tree needs',
+  DEPLOY_REFLINK_UNSUPPORTED: 'reflink checkout was asked for on a filesystem without reflinks',
   // Device configuration, state and bootloaders
   CONFIG_INVALID:
     'the device configuration (system.toml) is malformed, has unknown keys or breaks a rule',
@@ -121,6 +135,13 @@ export const ERROR_CODES = {
     'the input to an image build is not a directory, tarball or OCI image Ferry can read',
   IMAGE_PATH_TRAVERSAL:
     'an input archive holds a path that escapes the root (../, absolute, or through a symlink)',
+  // /etc merge for deployments (packages/agent/src/etc-merge.ts, passwd-merge.ts)
+  ETC_INPUT_INVALID: 'an /etc tree to merge is not a directory or holds a name that is not UTF-8',
+  ETC_TOO_LARGE: 'an /etc tree has more entries, depth or bytes than the merge accepts',
+  ETC_OUT_NOT_EMPTY: 'the output or conflict directory of an /etc merge exists and is not empty',
+  ETC_TREE_CHANGED: 'a file of an /etc tree changed or was swapped while it was being merged',
+  ETC_PASSWD_INVALID:
+    'a passwd, group, shadow or gshadow file is oversized or has a malformed line',
   // Fleet server (packages/server) and the device protocol (packages/protocol)
   SERVER_CONFIG: 'the fleet server configuration (database URL, keys, repository) is invalid',
   SERVER_DATABASE: 'the fleet server database cannot be opened or migrated',

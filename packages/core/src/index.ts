@@ -49,3 +49,4 @@ export {
   type DeltaSegment,
   type DecodedChunk,
 } from './delta-pack.ts';
+export * from './tree.ts';

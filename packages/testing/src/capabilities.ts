@@ -16,6 +16,7 @@ export type Capability =
   | 'mksquashfs'
   | 'unsquashfs'
   | 'mkfs.erofs'
+  | 'mkfs.btrfs'
   | 'veritysetup'
   | 'casync'
   | 'mknod'
