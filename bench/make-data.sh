@@ -186,6 +186,14 @@ make_v3() {
   rm -f "$OUT/.v3-before" "$OUT/.v3-after"
 }
 
+# v4: v2 with the emulated tzdata upgrade, the fourth of the deployment benchmark's five releases
+# (v1, v3, v2, v4, big).
+make_v4() {
+  cp -a "$OUT/rootfs-v2" "$1"
+  in_root "$1" sh -c "$EMULATE_UPGRADE; apt-get clean; rm -rf /var/lib/apt/lists/*" \
+    >"$OUT/.v4.log" 2>&1 || die "emulating an upgrade in rootfs-v4 failed, see $OUT/.v4.log"
+}
+
 make_image() {
   local img=$1 kib bytes
   kib=$(du -sk --one-file-system "$OUT/rootfs-big" | cut -f1)
@@ -203,6 +211,7 @@ build rootfs-v1 "$R minbase" make_v1
 build rootfs-v2 "$R minbase +${V2_EXTRA[*]}" make_v2
 build rootfs-v3 "$(stamp_of rootfs-v1) upgrade($UPGRADE_PREFERENCE)${FERRY_BENCH_EMULATE_UPGRADE:+ emulated}" \
   make_v3
+build rootfs-v4 "$(stamp_of rootfs-v2) emulated-upgrade(tzdata)" make_v4
 build rootfs-big "$(stamp_of rootfs-v2) +${BIG_EXTRA[*]}" make_big
 build image-1g.ext4 "$(stamp_of rootfs-big) ext4/2 $IMAGE_UUID $SOURCE_DATE_EPOCH" make_image
 

@@ -111,3 +111,27 @@ export {
   type DeploymentRelease,
   type DeployState,
 } from './deploy-state.ts';
+export {
+  writeBootEntry,
+  removeBootEntry,
+  listBootEntries,
+  blessEntry,
+  setDefaultEntry,
+  bootedDeployment,
+  ENTRY_PREFIX,
+  SORT_KEY,
+  type BootDeployment,
+  type WriteBootEntryOptions,
+  type DeployBootEntry,
+} from './deploy-boot.ts';
+export { findKernel, MAX_KERNEL_BYTES, type DeploymentKernel } from './deploy-boot-kernel.ts';
+export {
+  renderGrubDeployments,
+  writeGrubDeployments,
+  grubSetDefault,
+  grubMarkGood,
+  readGrubDeployments,
+  leftVariable,
+  type GrubMenuOptions,
+  type GrubDeploymentState,
+} from './deploy-boot-grub.ts';

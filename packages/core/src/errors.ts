@@ -68,6 +68,15 @@ export const ERROR_CODES = {
   DEPLOY_TREE_MISMATCH: 'a checked-out deployment differs from the tree digest recorded for it',
   DEPLOY_NO_SPACE: 'the deployment store filesystem lacks the space or inodes a new tree needs',
   DEPLOY_REFLINK_UNSUPPORTED: 'reflink checkout was asked for on a filesystem without reflinks',
+  DEPLOY_TREE_UNSIGNED:
+    'the release manifest signs no tree for the image to deploy (no tree field)',
+  DEPLOY_ETC_MISSING:
+    'a deployment tree has no etc directory, or a deployment has no /etc of its own',
+  DEPLOY_NO_KERNEL:
+    'a deployment holds no kernel with an initramfs (boot/vmlinuz-*, usr/lib/modules/*/vmlinuz)',
+  DEPLOY_BOOT_ENTRY_MISSING:
+    'no boot entry (loader/entries/ferry-<id>*.conf) exists for the deployment',
+  DEPLOY_BOOT_ENTRY_INVALID: 'a deployment boot entry or kernel argument is malformed or ambiguous',
   // Device configuration, state and bootloaders
   CONFIG_INVALID:
     'the device configuration (system.toml) is malformed, has unknown keys or breaks a rule',
@@ -122,6 +131,11 @@ export const ERROR_CODES = {
   REPO_RELEASE_EXISTS: 'another release is already published under this compatible and version',
   REPO_RELEASE_COUNTER: 'a release counter is not above those of the compatible in the channel',
   REPO_RELEASE_NOT_FOUND: 'the channel has no release of that compatible and version',
+  REPO_TREE_MISMATCH: 'a tree source directory does not scan to the tree digest the manifest signs',
+  REPO_OBJECT_MISSING:
+    'a file object or tree listing a published release needs is not in the repository',
+  REPO_OBJECT_CORRUPT:
+    'a stored file object or tree listing does not decompress or hash to its name',
   // Update daemon (packages/agent/src/daemon*.ts)
   DAEMON_BUSY: 'the update daemon is already running an operation; retry when it has finished',
   DAEMON_STOPPING: 'the update daemon is shutting down and takes no new operations',
