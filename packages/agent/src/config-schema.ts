@@ -49,6 +49,18 @@ export const CONFIG_KEYS = {
     reboot: 'string',
     window: 'string',
   },
+  deploy: {
+    store: 'string',
+    keep: 'integer',
+    checkout: 'string',
+    'etc-conflicts': 'string',
+    boot: 'string',
+    'boot-dir': 'string',
+    'grub-env': 'string',
+    'kernel-root': 'string',
+    'kernel-args': 'string',
+    'boot-attempts': 'integer',
+  },
   slot: {
     device: 'string',
     offset: 'integer',
@@ -78,6 +90,7 @@ export interface RawConfig {
   health: Values<typeof CONFIG_KEYS.health>;
   update: Values<typeof CONFIG_KEYS.update>;
   daemon: Values<typeof CONFIG_KEYS.daemon>;
+  deploy: Values<typeof CONFIG_KEYS.deploy>;
   bootloader: Record<string, Record<string, unknown>>;
   slots: (Values<typeof CONFIG_KEYS.slot> & { class: string; index: string })[];
 }
@@ -164,6 +177,7 @@ export function checkSchema(doc: Record<string, unknown>, where = ''): RawConfig
     health: checkTable(where, 'health', doc.health, CONFIG_KEYS.health),
     update: checkTable(where, 'update', doc.update, CONFIG_KEYS.update),
     daemon: checkTable(where, 'daemon', doc.daemon, CONFIG_KEYS.daemon),
+    deploy: checkTable(where, 'deploy', doc.deploy, CONFIG_KEYS.deploy),
     bootloader: checkBootloaders(where, doc.bootloader),
     slots: checkSlots(where, doc.slot),
   };

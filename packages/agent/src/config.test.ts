@@ -277,6 +277,38 @@ describe('parseConfig', () => {
     it('refuses a malformed channel', () => refuses(withValue('update.channel', 'Stable')));
   });
 
+  describe('when [deploy] is set', () => {
+    it('defaults to a store and conflict dir under the data directory, 3 kept, hardlinks', () => {
+      const c = parseDoc(withValue('system.data-directory', '/data'), '/r');
+      assert.deepEqual(c.deploy, {
+        store: '/r/data/deploy',
+        keep: 3,
+        checkout: 'hardlink',
+        etcConflicts: '/r/data/etc-conflicts',
+      });
+    });
+    it('joins given paths with the system root and keeps the values', () => {
+      const doc = base();
+      doc.deploy = { store: '/d/store', keep: 5, checkout: 'reflink', 'etc-conflicts': '/d/c' };
+      assert.deepEqual(parseDoc(doc, '/r').deploy, {
+        store: '/r/d/store',
+        keep: 5,
+        checkout: 'reflink',
+        etcConflicts: '/r/d/c',
+      });
+    });
+    it('refuses an unknown key, checkout mode, keep out of range and relative paths', () => {
+      refuses(withValue('deploy.colour', 'x'));
+      refuses(withValue('deploy.checkout', 'symlink'));
+      refuses(withValue('deploy.keep', 0));
+      refuses(withValue('deploy.keep', 101));
+      refuses(withValue('deploy.keep', '3'));
+      refuses(withValue('deploy.store', 'var/deploy'));
+      refuses(withValue('deploy.etc-conflicts', '/var/../../x'));
+      assert.doesNotThrow(() => parseDoc(withValue('deploy.keep', 1)));
+    });
+  });
+
   describe('when names are malformed', () => {
     it('refuses a bootname with a space or a dot', () => {
       refuses(withValue('slot.rootfs.0.bootname', 'A B'));

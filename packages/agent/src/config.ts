@@ -52,6 +52,8 @@ export interface SystemConfig {
   update: UpdateConfig;
   /** The update daemon's policies ([daemon]). */
   daemon: DaemonConfig;
+  /** The deployment store ([deploy]). */
+  deploy: DeployConfig;
   /** In file order. */
   slots: SlotConfig[];
 }
@@ -86,6 +88,34 @@ export interface DaemonConfig {
   reboot: (typeof DAEMON_REBOOT_POLICIES)[number];
   /** Maintenance window, minutes after local midnight; `end < start` wraps past midnight. */
   window?: { start: number; end: number };
+}
+
+export const DEPLOY_CHECKOUT_MODES = ['hardlink', 'reflink', 'copy'] as const;
+/** Who boots deployments: none (the store only), systemd-boot entries, or GRUB's menu fragment. */
+export const DEPLOY_BOOT_BACKENDS = ['none', 'systemd-boot', 'grub'] as const;
+
+/** [deploy]: where deployments are kept and how many (docs/deployments.md). */
+export interface DeployConfig {
+  /** The deployment store directory (objects, trees, checkouts, each deployment's /etc). */
+  store: string;
+  /** Deployments kept after an update besides pinned, default and booted ones. */
+  keep: number;
+  /** How checkouts place files. */
+  checkout: (typeof DEPLOY_CHECKOUT_MODES)[number];
+  /** Where each deployment's /etc merge conflicts are recorded (`<dir>/<deployment>/`). */
+  etcConflicts: string;
+  /** The boot side: entries, counting and the default (docs/deployments.md#boot). */
+  boot: (typeof DEPLOY_BOOT_BACKENDS)[number];
+  /** The mounted ESP / XBOOTLDR / boot partition that holds the entries and kernels. */
+  bootDir: string;
+  /** GRUB's environment block (grub backend). */
+  grubEnv: string;
+  /** `root=` on the kernel command line: the partition holding the store. */
+  kernelRoot: string;
+  /** More kernel arguments, space-separated. */
+  kernelArgs: string[];
+  /** Boot attempts a new deployment gets before the previous one boots again. */
+  bootAttempts: number;
 }
 
 const BOOTNAME_RE = /^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$/;
@@ -153,18 +183,19 @@ function normalise(raw: RawConfig, root: string, path: string, where: string): S
         where,
         `[bootloader.${name}] given but [system] bootloader is '${sys.bootloader}'`,
       );
+  const dataDir = rootPath(
+    where,
+    '[system] data-directory',
+    sys['data-directory'] ?? '/var/lib/ferry',
+    root,
+  );
   return {
     path,
     root,
     compatible: sys.compatible,
     bootloader: { backend: sys.bootloader, options: { ...raw.bootloader[sys.bootloader] } },
     bootAttempts: intIn(where, '[system] boot-attempts', sys['boot-attempts'], 3, 1, 9),
-    dataDir: rootPath(
-      where,
-      '[system] data-directory',
-      sys['data-directory'] ?? '/var/lib/ferry',
-      root,
-    ),
+    dataDir,
     keyring: rootPath(where, '[keyring] path', raw.keyring.path ?? '/etc/ferry/keyring', root),
     policy: {
       allowDowngrade: raw.policy['allow-downgrade'] ?? false,
@@ -181,6 +212,7 @@ function normalise(raw: RawConfig, root: string, path: string, where: string): S
     },
     update: normaliseUpdate(raw, root, where),
     daemon: normaliseDaemon(raw, root, where),
+    deploy: normaliseDeploy(raw, root, dataDir, where),
     slots: normaliseSlots(raw, root, where),
   };
 }
@@ -223,6 +255,48 @@ function parseWindow(where: string, v: string): { start: number; end: number } {
   const end = Number(m[3]) * 60 + Number(m[4]);
   if (start === end) throw invalid(where, `[daemon] window '${v}' is empty`);
   return { start, end };
+}
+
+function normaliseDeploy(
+  raw: RawConfig,
+  root: string,
+  dataDir: string,
+  where: string,
+): DeployConfig {
+  const d = raw.deploy;
+  const path = (key: string, v: string | undefined, fallback: string) =>
+    v === undefined ? fallback : rootPath(where, `[deploy] ${key}`, v, root);
+  return {
+    store: path('store', d.store, join(dataDir, 'deploy')),
+    keep: intIn(where, '[deploy] keep', d.keep, 3, 1, 100),
+    checkout: oneOf(where, '[deploy] checkout', d.checkout ?? 'hardlink', DEPLOY_CHECKOUT_MODES),
+    etcConflicts: path('etc-conflicts', d['etc-conflicts'], join(dataDir, 'etc-conflicts')),
+    ...deployBoot(d, root, where),
+  };
+}
+
+function deployBoot(
+  d: RawConfig['deploy'],
+  root: string,
+  where: string,
+): Pick<
+  DeployConfig,
+  'boot' | 'bootDir' | 'grubEnv' | 'kernelRoot' | 'kernelArgs' | 'bootAttempts'
+> {
+  const boot = oneOf(where, '[deploy] boot', d.boot ?? 'none', DEPLOY_BOOT_BACKENDS);
+  const path = (key: string, v: string) => rootPath(where, `[deploy] ${key}`, v, root);
+  const bootDir = path('boot-dir', d['boot-dir'] ?? (boot === 'grub' ? '/boot' : '/efi'));
+  const kernelRoot = d['kernel-root'] ?? 'PARTLABEL=data';
+  if (!/^[!-~]+$/.test(kernelRoot) || /["'\\]/.test(kernelRoot))
+    throw invalid(where, `[deploy] kernel-root must be one printable word, not '${kernelRoot}'`);
+  return {
+    boot,
+    bootDir,
+    grubEnv: d['grub-env'] ? path('grub-env', d['grub-env']) : join(bootDir, 'grub', 'grubenv'),
+    kernelRoot,
+    kernelArgs: (d['kernel-args'] ?? '').split(' ').filter((a) => a !== ''),
+    bootAttempts: intIn(where, '[deploy] boot-attempts', d['boot-attempts'], 3, 1, 9),
+  };
 }
 
 function normaliseDaemon(raw: RawConfig, root: string, where: string): DaemonConfig {

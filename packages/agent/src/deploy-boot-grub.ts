@@ -11,7 +11,8 @@
  * GRUB script has no arithmetic: the count-down is an if-chain from 9, as in
  * contrib/grub/ferry-ab.cfg, so attempts are capped at {@link GRUB_MAX_ATTEMPTS}.
  */
-import { join } from 'node:path';
+import { mkdir } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { FerryError, writeFileAtomic } from '@ferry/core';
 import { GRUB_MAX_ATTEMPTS } from './bootloader-grub.ts';
 import { listBootEntries, type DeployBootEntry } from './deploy-boot.ts';
@@ -113,6 +114,7 @@ export async function writeGrubDeployments(
   opts: GrubMenuOptions & { path?: string } = {},
 ): Promise<string> {
   const path = opts.path ?? join(bootDir, 'grub', 'ferry-deployments.cfg');
+  await mkdir(dirname(path), { recursive: true });
   await writeFileAtomic(path, renderGrubDeployments(await listBootEntries(bootDir), opts));
   return path;
 }

@@ -11,7 +11,7 @@
  * title): setDefaultEntry gives one entry the highest rank. A per-entry `default` line would not
  * do: systemd-boot boots the `default` match even with no tries left (docs/bootloaders/systemd-boot.md).
  */
-import { readdir, readFile, rename, rm, unlink } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FerryError, fsyncDir, writeFileAtomic } from '@ferry/core';
 import { parseCmdline } from './booted.ts';
@@ -206,6 +206,7 @@ export async function writeBootEntry(o: WriteBootEntryOptions): Promise<DeployBo
     options,
   };
   const file = entryFileName(ENTRY_PREFIX + id, o.tries);
+  await mkdir(entriesDir(o.bootDir), { recursive: true });
   // Rewrite in place, then rename: there is never a second entry file for one deployment.
   await writeFileAtomic(join(entriesDir(o.bootDir), old?.file ?? file), renderEntry(entry));
   if (old) await renameEntry(o.bootDir, old.file, file);

@@ -135,3 +135,35 @@ export {
   type GrubMenuOptions,
   type GrubDeploymentState,
 } from './deploy-boot-grub.ts';
+export {
+  deployRelease,
+  checkDeployable,
+  type DeployEvent,
+  type DeployReleaseOptions,
+  type DeployResult,
+} from './deploy-install.ts';
+export {
+  DirectoryTreeSource,
+  signedTree,
+  treeImage,
+  type SignedTree,
+  type TreeSource,
+} from './deploy-source.ts';
+export { HttpTreeSource, type HttpTreeSourceOptions } from './deploy-http.ts';
+export {
+  liveEtcPath,
+  defaultEtcPath,
+  makeEtc,
+  removeStaleEtc,
+  requireEtc,
+  type EtcResult,
+} from './deploy-etc.ts';
+export {
+  DeviceDeployments,
+  type DeployStatus,
+  type DeploymentStatus,
+  type DeployUpdateResult,
+  type DeployUpdateEvent,
+  type DevicePolicy,
+} from './deploy-device.ts';
+export { deployBootFor, type DeployBoot } from './deploy-bootloader.ts';

@@ -14,6 +14,16 @@ import {
 } from './device-commands.ts';
 import { activate, check, rebase, update } from './update-commands.ts';
 import { daemon } from './daemon-commands.ts';
+import {
+  deployGc,
+  deployMarkGood,
+  deployPin,
+  deployRollback,
+  deployStatus,
+  deployUnpin,
+  deployUpdate,
+  etcDiff,
+} from './deploy-commands.ts';
 import { repoDelta } from './delta-commands.ts';
 import { server, sim } from './server-commands.ts';
 import { imageBuild } from './image-commands.ts';
@@ -53,6 +63,14 @@ export const COMMANDS: CommandSpec[] = [
   markBad,
   markActive,
   rollback,
+  deployStatus,
+  deployUpdate,
+  deployRollback,
+  deployMarkGood,
+  deployPin,
+  deployUnpin,
+  deployGc,
+  etcDiff,
   daemon,
   server,
   sim,
