@@ -50,9 +50,31 @@ async function commit(repo: string, branch: string, tar: string): Promise<string
   return (await run('ostree', [`--repo=${repo}`, 'rev-parse', branch])).stdout.trim();
 }
 
-async function initRepo(repo: string, mode: string): Promise<void> {
+/** `ostree init` of a new repository in `mode` (archive, bare). */
+export async function initOstreeRepo(repo: string, mode: string): Promise<void> {
   await mkdir(repo, { recursive: true });
   await run('ostree', ['init', `--repo=${repo}`, `--mode=${mode}`]);
+}
+
+/** Commits `tree` (through a tar at `tar`, without device nodes) to `branch`; returns the rev. */
+export async function commitTree(
+  repo: string,
+  branch: string,
+  tree: string,
+  tar: string,
+): Promise<string> {
+  return commit(repo, branch, await treeTar(tree, tar));
+}
+
+/** Checks out `rev` into `out` and tells whether it equals the tree in `tar` (mtimes aside). */
+export async function ostreeCheckoutSame(
+  repo: string,
+  rev: string,
+  out: string,
+  tar: string,
+): Promise<boolean> {
+  await checkout(repo, rev, out);
+  return sameAsTar(tar, out);
 }
 
 /** Checks out `rev` from `repo` into `out` and compares it with the target tar's tree. */
@@ -81,8 +103,8 @@ export async function ostreePeers(pair: string, base: string, target: string): P
   const baseTar = await treeTar(base, join(work, 'base.tar'));
   const targetTar = await treeTar(target, join(work, 'target.tar'));
   const [rb, rt] = [join(work, 'repo-base'), join(work, 'repo-target')];
-  await initRepo(rb, 'archive');
-  await initRepo(rt, 'archive');
+  await initOstreeRepo(rb, 'archive');
+  await initOstreeRepo(rt, 'archive');
   const baseRev = await commit(rb, 'base', baseTar);
   const made = await timeIt(() => commit(rt, 'target', targetTar));
   const targetRev = made.result;
@@ -93,7 +115,7 @@ export async function ostreePeers(pair: string, base: string, target: string): P
 
   const device = async (name: string): Promise<string> => {
     const d = join(work, name);
-    await initRepo(d, 'bare');
+    await initOstreeRepo(d, 'bare');
     await run('ostree', ['pull-local', `--repo=${d}`, rb, 'base']);
     return d;
   };

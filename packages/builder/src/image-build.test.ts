@@ -14,7 +14,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync, zstdCompressSync } from 'node:zlib';
-import { isFerryError } from '@ferry/core';
+import { encodeTree, isFerryError, scanTree, treeDigest, type TreeEntry } from '@ferry/core';
 import { needs } from '@ferry/testing';
 import {
   erofsListing,
@@ -36,6 +36,17 @@ const TOOLS = { squashfs: ['mksquashfs', 'unsquashfs'], erofs: ['mkfs.erofs'] } 
 const FORMATS: ImageFormat[] = ['squashfs', 'erofs'];
 const listing = (f: ImageFormat, img: string) =>
   f === 'squashfs' ? squashfsListing(img) : erofsListing(img);
+
+async function scanMounted(img: string, format: ImageFormat) {
+  const mnt = mkdtempSync(join(tmpdir(), 'ferry-mnt-'));
+  await runTool('mount', ['-t', format, '-o', 'loop,ro', img, mnt]);
+  try {
+    return await scanTree(mnt);
+  } finally {
+    await runTool('umount', [mnt]);
+    rmSync(mnt, { recursive: true, force: true });
+  }
+}
 
 let base = '';
 let n = 0;
@@ -200,6 +211,61 @@ describe('buildImage', () => {
           assert.match(line('/usr/bin/dash'), /user\.origin=0x64656269616e/);
           assert.match(line('/dev/null'), /mode=20666 .*rdev=259 /);
           assert.ok(l.every((x) => x.includes(`mtime=${EPOCH}`)));
+        },
+      );
+    });
+
+  for (const format of FORMATS)
+    describe(`when a tar is built as ${format} with a tree listing`, () => {
+      it(
+        'writes the listing of exactly the tree a read-only mount of the image shows',
+        needs('root', 'loop', 'mknod', 'setfattr', ...TOOLS[format]),
+        async () => {
+          const treeOut = join(base, 'out', `tree-${format}.tree`);
+          const img = await build({ from: input.tar!, format, treeOut });
+          const written = readFileSync(treeOut);
+          assert.deepEqual(img.tree, {
+            path: treeOut,
+            sha256: treeDigest(written),
+            size: written.length,
+            entries: SAMPLE_ROOTFS.length,
+          });
+          const mounted = await scanMounted(img.path, format);
+          assert.equal(treeDigest(encodeTree(mounted)), img.tree.sha256);
+          const ping = mounted.entries.find((e: TreeEntry) => e.path === 'usr/bin/ping');
+          assert.ok(ping?.xattrs?.['security.capability']);
+        },
+      );
+    });
+
+  for (const format of FORMATS)
+    describe(`when a directory with POSIX ACLs is built as ${format} with a tree listing`, () => {
+      it(
+        'lists only the xattrs the image keeps, so the mount still matches',
+        needs('root', 'loop', 'setfattr', ...TOOLS[format]),
+        async () => {
+          const from = join(base, `acl-${format}`);
+          mkdirSync(join(from, 'etc'), { recursive: true });
+          writeFileSync(join(from, 'etc', 'secret'), 'x\n');
+          // user 1000 may read: ACL_USER_OBJ rw-, ACL_USER 1000 r--, ACL_GROUP_OBJ r--, mask, other.
+          const acl = '0sAgAAAAEABgD/////AgAEAOgDAAAEAAQA/////xAABAD/////IAAEAP////8=';
+          for (const [name, value] of [
+            ['system.posix_acl_access', acl],
+            ['user.note', 'kept'],
+          ])
+            await runTool('setfattr', ['-n', name!, '-v', value!, join(from, 'etc', 'secret')]);
+          const treeOut = join(base, 'out', `acl-${format}.tree`);
+          const img = await build({ from, format, treeOut });
+          const listed = await scanTree(from);
+          const secret = (l: { entries: TreeEntry[] }) =>
+            l.entries.find((e) => e.path === 'etc/secret')!;
+          assert.ok(secret(listed).xattrs?.['system.posix_acl_access']);
+          const mounted = await scanMounted(img.path, format);
+          assert.equal(treeDigest(encodeTree(mounted)), img.tree!.sha256);
+          assert.equal(
+            'system.posix_acl_access' in (secret(mounted).xattrs ?? {}),
+            format === 'erofs',
+          );
         },
       );
     });

@@ -4,10 +4,28 @@
  * extraction, layers in order), derive the UUID, run the mkfs tool, hash the result.
  */
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { mkdir, mkdtemp, realpath, rename, rm, stat } from 'node:fs/promises';
+import { constants, createReadStream } from 'node:fs';
+import {
+  mkdir,
+  mkdtemp,
+  open,
+  realpath,
+  rename,
+  rm,
+  stat,
+  type FileHandle,
+} from 'node:fs/promises';
 import { dirname, join, resolve, sep } from 'node:path';
-import { FerryError, withContext } from '@ferry/core';
+import {
+  encodeTree,
+  FerryError,
+  ObjectHasher,
+  scanTree,
+  type TreeListing,
+  treeDigest as listingDigest,
+  withContext,
+  writeFileAtomic,
+} from '@ferry/core';
 import { fileBlob, decodedStream, sniffCompression, verifyBlob } from './blob.ts';
 import { detectInputKind, openBlobSource, type InputKind } from './image-input.ts';
 import { imageTool, type ImageFormat } from './image-tool.ts';
@@ -37,6 +55,11 @@ export interface BuildImageOptions {
   compression?: string;
   /** OCI index selection, default linux/amd64. */
   platform?: string;
+  /**
+   * Also write the tree listing (docs/formats/tree.md) of the filesystem in the image here: the
+   * listing a device checks a deployment against. Default: none.
+   */
+  treeOut?: string;
   /** Where the private staging tree goes (default: next to `out`); removed afterwards. */
   workDir?: string;
   onProgress?: (e: BuildProgress) => void;
@@ -50,6 +73,8 @@ export interface BuiltImage {
   size: number;
   sha256: string;
   layers?: number;
+  /** The tree listing written to `treeOut`: its digest, length and entry count. */
+  tree?: { path: string; sha256: string; size: number; entries: number };
 }
 
 function epochOf(opt: number | undefined): number {
@@ -99,13 +124,92 @@ async function sha256File(path: string): Promise<string> {
   return h.digest('hex');
 }
 
+/**
+ * The xattrs each format stores. mksquashfs 4.5 keeps only the user, trusted and security
+ * namespaces (it drops POSIX ACLs with "Unrecognised xattr prefix"); mkfs.erofs 1.5 also keeps
+ * the two ACL attributes.
+ */
+const STORED_XATTRS: Record<ImageFormat, RegExp> = {
+  squashfs: /^(user|trusted|security)\./,
+  erofs: /^((user|trusted|security)\.|system\.posix_acl_(access|default)$)/,
+};
+
+/** Opens the regular file `rel` below `root` through directory fds, following no symlink. */
+async function openBeneath(root: string, rel: string): Promise<FileHandle> {
+  const { O_RDONLY, O_NOFOLLOW, O_NONBLOCK, O_DIRECTORY } = constants;
+  let cur = await open(root, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+  try {
+    for (const [i, name] of rel.split('/').entries()) {
+      const last = i === rel.split('/').length - 1;
+      const next = await open(
+        `/proc/self/fd/${cur.fd}/${name}`,
+        O_RDONLY | O_NOFOLLOW | (last ? O_NONBLOCK : O_DIRECTORY),
+      );
+      await cur.close();
+      cur = next;
+    }
+    return cur;
+  } catch (e) {
+    await cur.close();
+    throw e;
+  }
+}
+
+/** Drops the xattrs `format` does not store; files losing some get their object id again. */
+async function matchFormat(root: string, listing: TreeListing, format: ImageFormat) {
+  for (const e of listing.entries) {
+    if (!e.xattrs) continue;
+    const kept = Object.entries(e.xattrs).filter(([n]) => STORED_XATTRS[format].test(n));
+    if (kept.length === Object.keys(e.xattrs).length) continue;
+    if (kept.length > 0) e.xattrs = Object.fromEntries(kept);
+    else delete e.xattrs;
+    if (e.type !== 'file') continue;
+    const fh = await openBeneath(root, e.path);
+    try {
+      const h = new ObjectHasher({ ...e, size: e.size! });
+      for await (const c of fh.createReadStream({ autoClose: false })) h.update(c as Buffer);
+      if (h.bytes !== e.size)
+        throw new FerryError('TREE_INVALID', `${e.path} changed while the image was built`);
+      e.object = h.objectId();
+    } finally {
+      await fh.close();
+    }
+  }
+}
+
+/**
+ * Lists the tree the tool packed, as the mounted image shows it: mksquashfs and mkfs.erofs run
+ * without uid/gid or mode remapping and keep the root dir's own metadata, so the listing of the
+ * source is the image's, but for the xattrs the format cannot store.
+ */
+async function writeListing(
+  source: string,
+  format: ImageFormat,
+  out: string,
+): Promise<BuiltImage['tree']> {
+  const listing = await scanTree(source);
+  await matchFormat(source, listing, format);
+  const bytes = encodeTree(listing);
+  await writeFileAtomic(out, bytes);
+  return {
+    path: out,
+    sha256: listingDigest(bytes),
+    size: bytes.length,
+    entries: listing.entries.length,
+  };
+}
+
 async function checkPlaces(opts: BuildImageOptions, kind: InputKind): Promise<void> {
   if (kind !== 'directory') return;
   const from = await realpath(opts.from);
   const outDir = await realpath(dirname(resolve(opts.out)));
   const work = opts.workDir ? await realpath(opts.workDir) : outDir;
-  if (inside(outDir, from) || inside(work, from))
-    throw new FerryError('USAGE', 'the output and work directory must be outside the input tree');
+  const treeDir = opts.treeOut ? await realpath(dirname(resolve(opts.treeOut))) : outDir;
+  if (inside(outDir, from) || inside(work, from) || inside(treeDir, from))
+    throw new FerryError(
+      'USAGE',
+      'the output, tree listing and work directory must be outside the input tree',
+    );
 }
 
 /**
@@ -140,6 +244,8 @@ export async function buildImage(opts: BuildImageOptions): Promise<BuiltImage> {
     const built: BuiltImage = { path: opts.out, format: opts.format, inputKind, size, sha256: '' };
     built.sha256 = await sha256File(opts.out);
     if (staged) built.layers = staged.layers;
+    if (opts.treeOut !== undefined)
+      built.tree = await writeListing(source, opts.format, opts.treeOut);
     return built;
   } catch (e) {
     await rm(tmp, { force: true });

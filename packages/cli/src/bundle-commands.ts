@@ -10,6 +10,7 @@ import {
   type BundleImageInput,
   type OpenedBundle,
 } from '@ferry/core';
+import { existsSync } from 'node:fs';
 import { str, strs, type CommandSpec, type OptionSpec } from './command.ts';
 
 const KEYRING_OPTION: OptionSpec = {
@@ -19,17 +20,30 @@ const KEYRING_OPTION: OptionSpec = {
     'trusted keys: a dir of .pub files (+ optional `threshold` file), a JSON keyring, or one .pub',
 };
 
-function parseImages(specs: string[]): BundleImageInput[] {
-  if (specs.length === 0)
-    throw new FerryError('USAGE', 'at least one --image CLASS=FILE is required');
+function classPairs(flag: string, specs: string[]): Array<[string, string]> {
   return specs.map((s) => {
     const m = /^([a-z][a-z0-9_-]{0,31})=(.+)$/.exec(s);
     if (!m)
       throw new FerryError(
         'USAGE',
-        `--image wants CLASS=FILE (class like rootfs, boot, app), got '${s}'`,
+        `--${flag} wants CLASS=FILE (class like rootfs, boot, app), got '${s}'`,
       );
-    return { name: m[1]!, path: m[2]! };
+    return [m[1]!, m[2]!];
+  });
+}
+
+/** Images with their tree listings: given by --tree, else FILE.tree beside the image if present. */
+function parseImages(specs: string[], treeSpecs: string[]): BundleImageInput[] {
+  if (specs.length === 0)
+    throw new FerryError('USAGE', 'at least one --image CLASS=FILE is required');
+  const images = classPairs('image', specs);
+  const trees = new Map(classPairs('tree', treeSpecs));
+  for (const name of trees.keys())
+    if (!images.some(([n]) => n === name))
+      throw new FerryError('USAGE', `--tree ${name}=... names no --image class`);
+  return images.map(([name, path]) => {
+    const tree = trees.get(name) ?? (existsSync(`${path}.tree`) ? `${path}.tree` : undefined);
+    return { name, path, ...(tree !== undefined ? { tree } : {}) };
   });
 }
 
@@ -51,6 +65,13 @@ export const bundleCreate: CommandSpec = {
       placeholder: 'CLASS=FILE',
       description:
         'an image for a slot class (rootfs, boot, app, ...); type detected from the file',
+    },
+    tree: {
+      type: 'string',
+      multiple: true,
+      placeholder: 'CLASS=LISTING',
+      description:
+        "the tree listing of an image (`image build --tree`), signed in the manifest for deployments; default: the image's FILE.tree if it exists",
     },
     compatible: {
       type: 'string',
@@ -94,7 +115,7 @@ export const bundleCreate: CommandSpec = {
     const description = str(ctx, 'description');
     const created = str(ctx, 'created');
     const r = await createBundle({
-      images: parseImages(strs(ctx, 'image')),
+      images: parseImages(strs(ctx, 'image'), strs(ctx, 'tree')),
       compatible,
       version,
       releaseCounter: parseCounter(str(ctx, 'release-counter')),
@@ -148,6 +169,7 @@ function humanInfo(b: OpenedBundle, verified: boolean): string {
       `image ${name}: ${img.type}, ${img.size} bytes, ${img.chunkIndex.chunks} chunks`,
       `  sha256 ${img.sha256}`,
       `  verity ${img.verity.rootHash}`,
+      ...(img.tree ? [`  tree   ${img.tree.sha256} (${img.tree.entries} entries)`] : []),
     );
   return lines.join('\n');
 }

@@ -21,6 +21,12 @@ export const imageBuild: CommandSpec = {
       default: 'squashfs',
     },
     out: { type: 'string', placeholder: 'FILE', description: 'image file to write' },
+    tree: {
+      type: 'string',
+      placeholder: 'FILE',
+      description:
+        'also write the tree listing of the image (for deployments; `bundle create` picks up FILE.tree beside the image)',
+    },
     compression: {
       type: 'string',
       placeholder: 'ALG',
@@ -43,6 +49,7 @@ export const imageBuild: CommandSpec = {
   examples: [
     'ferry image build --from rootfs/ --format squashfs --out rootfs.sqfs',
     'ferry image build --from oci-dir/ --format erofs --out rootfs.erofs',
+    'ferry image build --from rootfs/ --out rootfs.sqfs --tree rootfs.sqfs.tree',
   ],
   async run(ctx) {
     const from = str(ctx, 'from');
@@ -56,19 +63,23 @@ export const imageBuild: CommandSpec = {
       throw new FerryError('USAGE', '--source-date-epoch must be a non-negative integer');
     const bar = ctx.out.progress('build');
     const compression = str(ctx, 'compression');
+    const treeOut = str(ctx, 'tree');
     const r = await buildImage({
       from,
       out,
       format,
       ...(epoch !== undefined ? { sourceDateEpoch: Number(epoch) } : {}),
       ...(compression ? { compression } : {}),
+      ...(treeOut ? { treeOut } : {}),
       platform: str(ctx, 'platform') ?? 'linux/amd64',
       onProgress: (e) => bar.update(e.done, e.total ?? e.done, e.phase),
     });
     bar.done();
     ctx.out.result(
       r,
-      () => `built ${r.path}: ${r.format} from ${r.inputKind}, ${r.size} bytes\nsha256 ${r.sha256}`,
+      () =>
+        `built ${r.path}: ${r.format} from ${r.inputKind}, ${r.size} bytes\nsha256 ${r.sha256}` +
+        (r.tree ? `\ntree ${r.tree.sha256} (${r.tree.entries} entries) in ${r.tree.path}` : ''),
     );
   },
 };

@@ -112,6 +112,17 @@ export const repoInit: CommandSpec = {
   },
 };
 
+function treeSources(specs: string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const s of specs) {
+    const m = /^([a-z][a-z0-9_-]{0,31})=(.+)$/.exec(s);
+    if (!m || Object.hasOwn(out, m[1]!))
+      throw new FerryError('USAGE', `--tree-from wants CLASS=DIR, once per class, got '${s}'`);
+    out[m[1]!] = m[2]!;
+  }
+  return out;
+}
+
 export const repoPublish: CommandSpec = {
   name: 'repo publish',
   summary: 'Publish a bundle into a channel (chunks go to the shared store)',
@@ -132,9 +143,19 @@ export const repoPublish: CommandSpec = {
       type: 'boolean',
       description: 'publish even if the release counter is not above the channel highest',
     },
+    'tree-from': {
+      type: 'string',
+      multiple: true,
+      placeholder: 'CLASS=DIR',
+      description:
+        "the tree of an image (its rootfs dir, or a read-only mount of it): must scan to the manifest's tree digest; its file objects are stored for deployments",
+    },
     ...KEY_OPTIONS,
   },
   json: true,
+  examples: [
+    'ferry repo publish --keyring keys/release.pub --tree-from rootfs=build/rootfs --targets-key keys/targets.key --snapshot-key keys/snapshot.key --timestamp-key keys/timestamp.key /srv/ferry gw-1.2.0.fbd',
+  ],
   async run(ctx) {
     const kr = str(ctx, 'keyring');
     if (!kr) throw new FerryError('USAGE', '--keyring is required');
@@ -143,11 +164,16 @@ export const repoPublish: CommandSpec = {
       keyring: await loadKeyring(kr),
       keys: await signingKeys(ctx),
       force: flag(ctx, 'force'),
+      trees: treeSources(strs(ctx, 'tree-from')),
     });
+    const trees = r.trees.map(
+      (t) =>
+        `\ntree ${t.image} ${t.digest.slice(0, 16)}: ${t.objects.added} of ${t.objects.total} objects new (${t.objects.storedBytes} bytes stored)`,
+    );
     ctx.out.result(
       r,
       () =>
-        `${r.published ? 'published' : 'already published'} ${r.compatible} ${r.version} (#${r.releaseCounter}) in ${r.channel}: ${r.chunks.added} of ${r.chunks.total} chunks new (${r.chunks.addedBytes} bytes)`,
+        `${r.published ? 'published' : 'already published'} ${r.compatible} ${r.version} (#${r.releaseCounter}) in ${r.channel}: ${r.chunks.added} of ${r.chunks.total} chunks new (${r.chunks.addedBytes} bytes)${trees.join('')}`,
     );
   },
 };
@@ -274,6 +300,10 @@ export const repoVerify: CommandSpec = {
       placeholder: 'PATH',
       description: 'also check each release manifest against this bundle keyring',
     },
+    deep: {
+      type: 'boolean',
+      description: 'also decompress and re-hash every file object of the published trees',
+    },
   },
   json: true,
   async run(ctx) {
@@ -282,6 +312,7 @@ export const repoVerify: CommandSpec = {
     const r = await verifyRepo(dir(ctx), {
       trustedRoot: root,
       ...(kr ? { keyring: await loadKeyring(kr) } : {}),
+      deep: flag(ctx, 'deep'),
     });
     ctx.out.result(
       r,
@@ -292,7 +323,7 @@ export const repoVerify: CommandSpec = {
 
 export const repoGc: CommandSpec = {
   name: 'repo gc',
-  summary: 'Delete chunks no published release references',
+  summary: 'Delete chunks, tree listings and file objects no published release references',
   positionals: [DIR],
   options: { 'dry-run': { type: 'boolean', description: 'only count what would be deleted' } },
   json: true,

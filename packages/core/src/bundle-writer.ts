@@ -7,7 +7,7 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { open, readFile, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { FerryError, withContext } from './errors.ts';
 import { encodeBundleHead, encodeIndexSection } from './bundle-format.ts';
 import {
@@ -25,9 +25,11 @@ import {
   type ImageType,
   type Manifest,
   type ManifestImage,
+  type TreeRef,
 } from './manifest.ts';
 import type { PrivateKey } from './keys.ts';
 import { serializeEnvelope, signManifest } from './signature.ts';
+import { parseTree, TREE_LIMITS, treeDigest } from './tree.ts';
 import { computeVerity, deriveVeritySalt } from './verity.ts';
 
 export interface BundleImageInput {
@@ -36,6 +38,12 @@ export interface BundleImageInput {
   path: string;
   /** Detected from the file's magic when omitted. */
   type?: ImageType;
+  /**
+   * A tree listing of the image's filesystem (docs/formats/tree.md), e.g. what
+   * `ferry image build --tree` wrote. Parsed (a bad listing is refused) and signed as the
+   * image's `tree` in the manifest.
+   */
+  tree?: string;
 }
 
 export interface CreateBundleOptions {
@@ -61,6 +69,25 @@ export interface CreatedBundle {
   chunks: number;
   uniqueChunks: number;
   payloadBytes: number;
+}
+
+/**
+ * The manifest `tree` of a listing file: parsed first (TREE_INVALID, TREE_NOT_CANONICAL,
+ * TREE_TOO_LARGE), so a bundle never signs a listing no device could read.
+ *
+ * @example
+ * const ref = await treeRefOf('rootfs.sqfs.tree'); // { sha256, size, entries }
+ */
+export async function treeRefOf(path: string): Promise<TreeRef> {
+  const size = (await stat(path)).size;
+  if (size > TREE_LIMITS.maxBytes)
+    throw new FerryError(
+      'TREE_TOO_LARGE',
+      `${path} is ${size} bytes, over ${TREE_LIMITS.maxBytes}`,
+    );
+  const bytes = await readFile(path);
+  const listing = parseTree(bytes);
+  return { sha256: treeDigest(bytes), size: bytes.length, entries: listing.entries.length };
 }
 
 /** Creation time from SOURCE_DATE_EPOCH (reproducible builds) or the clock, second precision. */
@@ -148,6 +175,10 @@ async function chunkImage(
       treeSize: v.treeSize,
     },
   };
+  if (input.tree !== undefined)
+    image.tree = await treeRefOf(input.tree).catch((e: unknown) => {
+      throw withContext(`reading tree listing ${input.tree}`, e);
+    });
   return { image, indexBytes, chunkCount: entries.length };
 }
 

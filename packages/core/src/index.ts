@@ -11,6 +11,7 @@ export {
   type VerityInfo,
   type ChunkIndexRef,
   type ManifestImage,
+  type TreeRef,
   type Manifest,
 } from './manifest.ts';
 export * from './keys.ts';

@@ -139,6 +139,42 @@ describe('validateManifest', () => {
       assert.throws(() => validateManifest(mutate('format', undefined)), schemaError('format')));
   });
 
+  describe('when an image carries a tree listing digest', () => {
+    const withTree = (tree: unknown): Manifest => {
+      const m = sample();
+      (m.images.rootfs as Record<string, unknown>).tree = tree;
+      return m;
+    };
+    it('accepts a well-formed tree and keeps it', () => {
+      const m = withTree({ sha256: H('e'), size: 1_070_000, entries: 6676 });
+      assert.deepEqual(validateManifest(m).images.rootfs!.tree, {
+        sha256: H('e'),
+        size: 1_070_000,
+        entries: 6676,
+      });
+    });
+    const bad: [string, unknown][] = [
+      ['', 'x'],
+      ['', null],
+      ['.sha256', H('E')],
+      ['.sha256', undefined],
+      ['.size', -1],
+      ['.size', '10'],
+      ['.entries', 1.5],
+      ['.entries', undefined],
+    ];
+    for (const [sub, value] of bad)
+      it(`names images.rootfs.tree${sub} in MANIFEST_SCHEMA for ${JSON.stringify(value)}`, () => {
+        const tree: Record<string, unknown> = { sha256: H('e'), size: 10, entries: 1 };
+        const t = sub === '' ? value : tree;
+        if (sub !== '') {
+          if (value === undefined) delete tree[sub.slice(1)];
+          else tree[sub.slice(1)] = value;
+        }
+        assert.throws(() => validateManifest(withTree(t)), schemaError(`images.rootfs.tree${sub}`));
+      });
+  });
+
   describe('when the format version is not 1', () => {
     for (const v of [2, 0, '1', null])
       it(`throws MANIFEST_FORMAT_VERSION for ${JSON.stringify(v)}`, () =>

@@ -38,6 +38,19 @@ export interface ChunkIndexRef {
   chunks: number;
 }
 
+/**
+ * Digest and shape of the tree listing (docs/formats/tree.md) of the filesystem inside the image:
+ * what a device checks a deployment checked out from file objects against.
+ */
+export interface TreeRef {
+  /** SHA-256 of the listing bytes: the tree digest. */
+  sha256: string;
+  /** Length of the listing in bytes. */
+  size: number;
+  /** Number of entries the listing holds (its header's `entries`). */
+  entries: number;
+}
+
 /** One image, installed into slots of one class. */
 export interface ManifestImage {
   type: ImageType;
@@ -45,6 +58,8 @@ export interface ManifestImage {
   sha256: string;
   chunkIndex: ChunkIndexRef;
   verity: VerityInfo;
+  /** Optional: the tree listing of the image's filesystem, for deployments. */
+  tree?: TreeRef;
   [extra: string]: unknown;
 }
 
@@ -159,6 +174,14 @@ function validateImage(v: unknown, path: string): void {
   count(ci, 'size', join(path, 'chunkIndex'));
   count(ci, 'chunks', join(path, 'chunkIndex'));
   validateVerity(field(o, 'verity', path).v, join(path, 'verity'));
+  if (Object.hasOwn(o, 'tree')) validateTree(o.tree, join(path, 'tree'));
+}
+
+function validateTree(v: unknown, path: string): void {
+  const o = object(v, path);
+  matching(o, 'sha256', path, SHA256_RE, '64 lowercase hex digits');
+  count(o, 'size', path);
+  count(o, 'entries', path);
 }
 
 function validateImages(v: unknown): void {

@@ -19,3 +19,4 @@ export * from './repo-gc.ts';
 export * from './repo-verify.ts';
 export * from './channel-index.ts';
 export * from './repo-delta.ts';
+export * from './repo-tree.ts';

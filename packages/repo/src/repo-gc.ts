@@ -3,14 +3,18 @@
  * channel's current targets metadata names references it; everything else (chunks of an
  * interrupted publish, of removed releases, strays) is deleted. Runs under the repository lock,
  * so it never races a publish that has copied chunks but not yet signed its targets. Delta packs
- * whose target index no release names are deleted too.
+ * whose target index no release names are deleted too, and so are tree listings no release's
+ * manifest signs and file objects no kept listing names.
  */
-import { stat } from 'node:fs/promises';
+import { readdir, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import { ChunkStore, parseChunkIndex } from '@ferry/core';
 import { loadRepo, withRepoLock, type RepoState } from './repo-state.ts';
 import { listReleases } from './release.ts';
 import { pruneDeltaPacks, type DeltaGcResult } from './repo-delta.ts';
 import { readTargetFile } from './target-file.ts';
+import { TREES_DIR, objectFile, treeFile } from './repo-layout.ts';
+import { listObjects, readStoredTree, releaseTreeDigests } from './repo-tree.ts';
 
 /** What gc found and removed. */
 export interface GcResult {
@@ -21,6 +25,10 @@ export interface GcResult {
   deletedBytes: number;
   /** Delta packs kept (their target index is published) and deleted (docs/repository.md). */
   deltaPacks: DeltaGcResult;
+  /** Tree listings kept (a release signs them) and deleted. */
+  trees: { kept: number; deleted: number };
+  /** File objects kept (a kept listing names them), deleted, and the deleted files' bytes. */
+  objects: { kept: number; deleted: number; deletedBytes: number };
 }
 
 /** Options of gc. */
@@ -72,6 +80,41 @@ export async function gc(dir: string, opts: GcOptions = {}): Promise<GcResult> {
       result.deleted++;
       if (!opts.dryRun) await store.delete(id);
     }
-    return { ...result, deltaPacks: await pruneDeltaPacks(state, opts.dryRun) };
+    const deltaPacks = await pruneDeltaPacks(state, opts.dryRun);
+    return { ...result, deltaPacks, ...(await pruneTrees(state, opts.dryRun)) };
   });
+}
+
+/** Deletes listings no release signs, then objects no remaining listing names. */
+async function pruneTrees(state: RepoState, dryRun = false) {
+  const digests = await releaseTreeDigests(state);
+  const keep = new Set<string>();
+  for (const d of digests) {
+    // A damaged listing throws (REPO_OBJECT_CORRUPT): it must stop gc, not free its objects.
+    const listing = await readStoredTree(state.dir, d);
+    for (const e of listing?.entries ?? []) if (e.type === 'file') keep.add(e.object!);
+  }
+  const trees = { kept: 0, deleted: 0 };
+  const names = await readdir(join(state.dir, TREES_DIR)).catch(() => [] as string[]);
+  for (const name of names) {
+    const d = /^([0-9a-f]{64})\.tree\.zst$/.exec(name)?.[1];
+    if (d === undefined) continue;
+    if (digests.has(d)) trees.kept++;
+    else {
+      trees.deleted++;
+      if (!dryRun) await rm(treeFile(state.dir, d));
+    }
+  }
+  const objects = { kept: 0, deleted: 0, deletedBytes: 0 };
+  for await (const id of listObjects(state.dir)) {
+    if (keep.has(id)) {
+      objects.kept++;
+      continue;
+    }
+    const path = objectFile(state.dir, id);
+    objects.deletedBytes += (await stat(path).catch(() => ({ size: 0 }))).size;
+    objects.deleted++;
+    if (!dryRun) await rm(path, { force: true });
+  }
+  return { trees, objects };
 }

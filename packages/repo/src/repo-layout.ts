@@ -9,6 +9,10 @@ import { FerryError } from '@ferry/core';
 export const METADATA_DIR = 'metadata';
 /** Target files under consistent-snapshot names (`<dir>/<sha256>.<basename>`). */
 export const TARGETS_DIR = 'targets';
+/** Tree listings of published releases: `<digest>.tree.zst` (zstd of the listing bytes). */
+export const TREES_DIR = 'trees';
+/** File objects of published trees: `<2 hex>/<62 hex>.zst` (zstd of the file content). */
+export const OBJECTS_DIR = 'objects';
 /** The operator's settings for this repository (expiry periods); not signed, not secret. */
 export const REPO_CONFIG_FILE = 'ferry-repo.json';
 /** Held (O_EXCL) while a command changes the repository. */
@@ -114,6 +118,25 @@ export function targetFile(dir: string, path: string, sha256: string): string {
   checkTargetPath(path);
   if (!/^[0-9a-f]{64}$/.test(sha256)) throw new FerryError('REPO_INVALID', 'bad target hash');
   return join(dir, TARGETS_DIR, dirname(path), `${sha256}.${basename(path)}`);
+}
+
+const HEX64 = /^[0-9a-f]{64}$/;
+
+function hex64(id: string, what: string): string {
+  // Attack stopped: an id like "../../etc" from a manifest or listing must never become a path.
+  if (!HEX64.test(id)) throw new FerryError('REPO_INVALID', `not a ${what}: ${JSON.stringify(id)}`);
+  return id;
+}
+
+/** Where the listing with tree digest `digest` is stored: `trees/<digest>.tree.zst`. */
+export function treeFile(dir: string, digest: string): string {
+  return join(dir, TREES_DIR, `${hex64(digest, 'tree digest')}.tree.zst`);
+}
+
+/** Where file object `id` is stored: `objects/<2 hex>/<62 hex>.zst`. */
+export function objectFile(dir: string, id: string): string {
+  hex64(id, 'object id');
+  return join(dir, OBJECTS_DIR, id.slice(0, 2), `${id.slice(2)}.zst`);
 }
 
 /** A metadata file: `N.<role>.json`, or `<role>.json` without a version. */

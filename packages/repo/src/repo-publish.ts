@@ -2,6 +2,8 @@
  * Publishing a bundle into a channel: verify it completely, copy its chunks into the shared
  * chunk store as they are (zstd frames), write its manifest and chunk indexes as target files,
  * and commit a new consistent snapshot. Publishing the same bundle again changes nothing.
+ * With tree sources, each is checked against the tree its image's manifest signs and its file
+ * objects and listing are stored too (repo-tree.ts).
  */
 import {
   BUNDLE_HEADER_SIZE,
@@ -21,6 +23,7 @@ import { channelRoleName, checkChannel } from './repo-layout.ts';
 import { loadRepo, withRepoLock } from './repo-state.ts';
 import { storeTargetFile } from './target-file.ts';
 import { planRelease, releaseTargets, type ReleaseCustom } from './release.ts';
+import { prepareTrees, storeTree, type TreePublishResult } from './repo-tree.ts';
 
 /** Options of publishBundle. */
 export interface PublishOptions {
@@ -30,6 +33,12 @@ export interface PublishOptions {
   keys: SigningKeys;
   /** Publish even if the release counter is not above the channel's highest for the compatible. */
   force?: boolean;
+  /**
+   * Image name -> directory holding that image's tree (the rootfs it was built from, or a
+   * read-only mount of it): stores its listing and file objects for deployments. Refused with
+   * REPO_TREE_MISMATCH, before anything is written, unless it is the tree the manifest signs.
+   */
+  trees?: Record<string, string>;
   now?: Date;
 }
 
@@ -41,6 +50,8 @@ export interface PublishResult extends ReleaseCustom {
   targets: string[];
   /** Distinct chunks of the bundle, those newly stored, and their compressed bytes. */
   chunks: { total: number; added: number; addedBytes: number };
+  /** One entry per tree source: the listing and file objects stored. */
+  trees: TreePublishResult[];
 }
 
 /** Copies every chunk of the bundle not yet in `store`, verifying each frame on the way. */
@@ -63,7 +74,7 @@ async function copyChunks(b: OpenedBundle, store: ChunkStore): Promise<PublishRe
 /**
  * Publishes the bundle at `bundlePath` into `opts.channel` (created on first use, delegated to
  * the targets keys). Throws the bundle's own codes if it does not verify against `keyring`,
- * REPO_RELEASE_EXISTS, REPO_RELEASE_COUNTER, REPO_SIGNING_KEYS, REPO_LOCKED.
+ * REPO_TREE_MISMATCH, REPO_RELEASE_EXISTS, REPO_RELEASE_COUNTER, REPO_SIGNING_KEYS, REPO_LOCKED.
  *
  * @example
  * const r = await publishBundle('/srv/ferry', 'v1.4.0.fbd', { channel: 'stable', keyring,
@@ -92,8 +103,11 @@ export async function publishBundle(
       const role = channelRoleName(channel);
       const existing = state.roles.get(role)?.signed.targets ?? {};
       const plan = planRelease(channel, existing, custom, targets, opts.force);
-      // Chunks before targets before metadata: nothing signed ever names a missing file.
+      const prepared = await prepareTrees(b.manifest, opts.trees ?? {});
+      // Chunks and objects before targets before metadata: nothing signed names a missing file.
       const chunks = await copyChunks(b, new ChunkStore(dir));
+      const trees: TreePublishResult[] = [];
+      for (const t of prepared) trees.push(await storeTree(dir, t));
       for (const f of files) await storeTargetFile(dir, f.target, f.bytes);
       if (plan === 'add') {
         const map = await withChannelIndex(dir, channel, compatible, {
@@ -116,6 +130,7 @@ export async function publishBundle(
         published: plan === 'add',
         targets: targets.map((t) => t.path),
         chunks,
+        trees,
       };
     });
   } finally {

@@ -3,14 +3,18 @@
  * (each root N+1 signed by a threshold of root N's keys and of its own), timestamp, snapshot,
  * targets and every channel role (signatures with @tufjs/models, versions, hashes and lengths
  * against the parent, expiry), every target file, every release's manifest against its custom
- * fields and chunk indexes, and every chunk those indexes reference.
+ * fields and chunk indexes, and every chunk those indexes reference; every stored tree listing a
+ * manifest signs and the file objects it names (present; re-hashed with `deep`).
  */
-import { readFile } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { readFile, stat } from 'node:fs/promises';
+import { createZstdDecompress } from 'node:zlib';
 import { Metadata, MetadataKind, type Root, type Targets, type MetaFile } from '@tufjs/models';
 import {
   canonicalBytes,
   ChunkStore,
   FerryError,
+  ObjectHasher,
   parseChunkIndex,
   parseEnvelope,
   parseJsonBounded,
@@ -18,8 +22,10 @@ import {
   verifyManifestEnvelope,
   withContext,
   type Keyring,
+  type TreeEntry,
 } from '@ferry/core';
-import { METADATA_MAX_BYTES, metadataFile } from './repo-layout.ts';
+import { METADATA_MAX_BYTES, metadataFile, objectFile } from './repo-layout.ts';
+import { objectPaths, readStoredTree } from './repo-tree.ts';
 import { latestRootVersion, readMetadata } from './repo-state.ts';
 import { buildChannelIndex, channelIndexPath } from './channel-index.ts';
 import { releasesIn, type PublishedRelease } from './release.ts';
@@ -34,6 +40,8 @@ export interface VerifyRepoOptions {
   keyring?: Keyring;
   /** The time expiry is checked against (default now). */
   now?: Date;
+  /** Also decompress and re-hash every file object (default: check each is present). */
+  deep?: boolean;
 }
 
 /** What verifyRepo checked. */
@@ -48,6 +56,9 @@ export interface RepoReport {
   /** Distinct chunks verified, and their uncompressed bytes. */
   chunks: number;
   chunkBytes: number;
+  /** Stored tree listings checked, and the distinct file objects they name. */
+  trees: number;
+  objects: number;
 }
 
 function invalid(what: string, e: unknown): FerryError {
@@ -114,7 +125,13 @@ async function loadListed<K extends MetadataKind>(
   return md;
 }
 
-async function verifyRelease(dir: string, role: Targets, r: PublishedRelease, keyring?: Keyring) {
+async function verifyRelease(
+  dir: string,
+  role: Targets,
+  r: PublishedRelease,
+  trees: Set<string>,
+  keyring?: Keyring,
+) {
   const envelope = parseEnvelope(await readTargetFile(dir, role.targets[r.paths[0]!]!));
   const m = keyring
     ? verifyManifestEnvelope(envelope, keyring).manifest
@@ -126,6 +143,7 @@ async function verifyRelease(dir: string, role: Targets, r: PublishedRelease, ke
     m.releaseCounter !== r.releaseCounter
   )
     throw invalid(where, new Error('custom fields differ from the manifest'));
+  for (const img of Object.values(m.images)) if (img.tree) trees.add(img.tree.sha256);
   const images = Object.keys(m.images).sort();
   if (images.join() !== Object.keys(r.chunkIndexes).sort().join())
     throw invalid(where, new Error('chunk index targets differ from the manifest images'));
@@ -152,6 +170,46 @@ async function verifyChunks(dir: string, chunks: Map<string, number>): Promise<n
     bytes += size;
   }
   return bytes;
+}
+
+/** Decompresses object `id` and checks it hashes to its id with the entry's metadata. */
+async function rehashObject(dir: string, id: string, e: TreeEntry): Promise<void> {
+  const h = new ObjectHasher({ ...e, size: e.size! });
+  try {
+    for await (const c of createReadStream(objectFile(dir, id)).pipe(createZstdDecompress())) {
+      const chunk = c as Buffer;
+      // Attack stopped: a decompression bomb under an object's name.
+      if (h.bytes + chunk.length > e.size!) throw new Error(`more than ${e.size} bytes`);
+      h.update(chunk);
+    }
+  } catch (err) {
+    throw new FerryError('REPO_OBJECT_CORRUPT', `object ${id}: ${(err as Error).message}`, {
+      cause: err,
+    });
+  }
+  if (h.bytes !== e.size || h.objectId() !== id)
+    throw new FerryError('REPO_OBJECT_CORRUPT', `object ${id} does not hash to its id`);
+}
+
+/** Each stored listing the manifests sign, and every object it names. */
+async function verifyTrees(dir: string, digests: Set<string>, deep: boolean) {
+  const objects = new Map<string, TreeEntry>();
+  let trees = 0;
+  for (const d of digests) {
+    const listing = await readStoredTree(dir, d);
+    if (!listing) continue;
+    trees++;
+    for (const [id, e] of objectPaths(listing)) objects.set(id, e);
+  }
+  for (const [id, e] of objects) {
+    await stat(objectFile(dir, id)).catch((err: unknown) => {
+      throw new FerryError('REPO_OBJECT_MISSING', `object ${id} (${e.path}) is not stored`, {
+        cause: err,
+      });
+    });
+    if (deep) await rehashObject(dir, id, e);
+  }
+  return { trees, objects: objects.size };
 }
 
 /** Every compatible of the channel has an index, and each index lists exactly its releases. */
@@ -200,6 +258,7 @@ async function verifyChannel(
   name: string,
   opts: VerifyRepoOptions & { now: Date },
   chunks: Map<string, number>,
+  trees: Set<string>,
 ) {
   const meta = top.snapshot.signed.meta[`${name}.json`];
   const md = await loadListed(dir, name, MetadataKind.Targets, meta);
@@ -216,7 +275,7 @@ async function verifyChannel(
   const releases = releasesIn(channel, md.signed.targets);
   await verifyChannelIndexes(dir, channel, md.signed, releases);
   for (const r of releases)
-    for (const [id, size] of await verifyRelease(dir, md.signed, r, opts.keyring))
+    for (const [id, size] of await verifyRelease(dir, md.signed, r, trees, opts.keyring))
       chunks.set(id, size);
   return { md, releases: releases.map((r) => `${r.compatible}@${r.version}`) };
 }
@@ -224,7 +283,8 @@ async function verifyChannel(
 /**
  * Verifies the repository in `dir` against `trustedRoot`. Throws REPO_INVALID (signature,
  * version, hash or layout), REPO_METADATA_EXPIRED, REPO_TARGET_MISMATCH, CHUNK_MISSING,
- * CHUNK_HASH_MISMATCH or CHUNK_CORRUPT at the first failure; returns a report otherwise.
+ * CHUNK_HASH_MISMATCH, CHUNK_CORRUPT, REPO_OBJECT_MISSING or REPO_OBJECT_CORRUPT at the first
+ * failure; returns a report otherwise.
  *
  * @example
  * const report = await verifyRepo('/srv/ferry', { trustedRoot: 'keys/1.root.json' });
@@ -242,15 +302,19 @@ export async function verifyRepo(dir: string, opts: VerifyRepoOptions): Promise<
       targetFiles: 0,
       chunks: 0,
       chunkBytes: 0,
+      trees: 0,
+      objects: 0,
     };
     const chunks = new Map<string, number>();
+    const trees = new Set<string>();
     for (const name of Object.keys(top.targets.signed.delegations?.roles ?? {})) {
-      const { md, releases } = await verifyChannel(dir, top, name, { ...opts, now }, chunks);
+      const { md, releases } = await verifyChannel(dir, top, name, { ...opts, now }, chunks, trees);
       report.targetFiles += Object.keys(md.signed.targets).length;
       report.channels[name.replace(/^channel-/, '')] = { version: md.signed.version, releases };
     }
     report.chunkBytes = await verifyChunks(dir, chunks);
     report.chunks = chunks.size;
+    Object.assign(report, await verifyTrees(dir, trees, opts.deep ?? false));
     return report;
   } catch (e) {
     throw withContext(`verifying repository ${dir}`, e);
