@@ -22,6 +22,7 @@ import { DeviceDeployments } from './deploy-device.ts';
 import { listBootEntries } from './deploy-boot.ts';
 import { readGrubDeployments } from './deploy-boot-grub.ts';
 import { deployBootFor } from './deploy-bootloader.ts';
+import { deployBootCheck } from './deploy-boot-check.ts';
 import { RELEASE_OBJECTS, makeReleaseTree } from './deploy-fixture.ts';
 import { HttpTreeSource } from './deploy-http.ts';
 import { deployRelease, type DeployEvent, type DeployReleaseOptions } from './deploy-install.ts';
@@ -49,7 +50,8 @@ before(async () => {
 });
 after(async () => {
   if (!t) return;
-  for (const n of [1, 2, 3, 4]) await chmod(join(srcDir(n), 'var/empty'), 0o755).catch(() => {});
+  for (const n of [1, 2, 3, 4, 11, 12, 13])
+    await chmod(join(srcDir(n), 'var/empty'), 0o755).catch(() => {});
   await t.cleanup();
 });
 
@@ -409,9 +411,6 @@ describe('deployRelease with a boot side', () => {
       bytesOf[n] = encodeTree(trees[n]);
     }
   });
-  after(async () => {
-    for (const n of [11, 12, 13]) await chmod(join(srcDir(n), 'var/empty'), 0o755).catch(() => {});
-  });
 
   const bootConfig = (f: Fake, boot: 'systemd-boot' | 'grub') =>
     parseConfig(
@@ -503,5 +502,83 @@ describe('deployRelease with a boot side', () => {
       (await listBootEntries(c.bootDir)).map((e) => e.id),
       [d11],
     );
+  });
+});
+
+describe('deployBootCheck', () => {
+  const defaultOf = (dev: DeviceDeployments) => dev.store.list().find((d) => d.isDefault)?.id;
+  before(() => {
+    if (caps.skip) return;
+    for (const n of [11, 12])
+      if (!trees[n]) throw new Error('the boot-side releases are built by the suite above');
+  });
+
+  /** A device booting deployments with systemd-boot, its health check passing or not. */
+  async function bootDevice(name: string, healthy: boolean) {
+    const base = join(t.dir, name);
+    await mkdir(join(base, 'etc/ferry/health.d'), { recursive: true });
+    await writeFile(
+      join(base, 'etc/ferry/health.d/10-app'),
+      `#!/bin/sh\nexit ${healthy ? 0 : 1}\n`,
+      {
+        mode: 0o755,
+      },
+    );
+    const toml = `[system]\ncompatible = "board-x"\nbootloader = "file"\n[deploy]\nboot = "systemd-boot"\nboot-dir = "/boot"\nboot-attempts = 2\n[slot.rootfs.0]\ndevice = "/a.img"\nbootname = "A"\n[slot.rootfs.1]\ndevice = "/b.img"\nbootname = "B"\n`;
+    const config = parseConfig(toml, { root: base });
+    const dev = await DeviceDeployments.open(config);
+    const f: Fake = { base, store: dev.store, events: [] };
+    const run = async (n: number) => (await deploy(f, n, dev.deployOptions())).deployment;
+    const boots = async (id: string) => {
+      await mkdir(join(base, 'proc'), { recursive: true });
+      await writeFile(join(base, 'proc/cmdline'), `root=PARTLABEL=data ferry.deployment=${id}\n`);
+      return DeviceDeployments.open(config);
+    };
+    return { config, f, run, boots };
+  }
+
+  it('marks the running deployment good when the checks pass', caps, async () => {
+    const { config, run, boots } = await bootDevice('bc-good', true);
+    const d1 = await run(11);
+    const dev = await boots(d1);
+    const r = await deployBootCheck(dev, {});
+    assert.equal(r.result, 'good');
+    assert.equal(r.fellBackFrom, undefined);
+    assert.equal((await listBootEntries(config.deploy.bootDir))[0]!.left, undefined);
+  });
+
+  it('notices a fallback and makes the running deployment the default again', caps, async () => {
+    const { run, boots } = await bootDevice('bc-fallback', true);
+    const d1 = await run(11);
+    const d2 = await run(12);
+    // The bootloader ran out of attempts on d2 and booted d1.
+    const dev = await boots(d1);
+    const events: string[] = [];
+    const r = await deployBootCheck(dev, { onEvent: (e) => events.push(e.id) });
+    assert.deepEqual([r.result, r.fellBackFrom], ['good', d2]);
+    assert.equal(defaultOf(dev), d1);
+    assert.ok(events.includes('rollback.detected'));
+  });
+
+  it('rolls back to the previous deployment and reboots when a check fails', caps, async () => {
+    const { run, boots, config } = await bootDevice('bc-bad', false);
+    const d1 = await run(11);
+    const d2 = await run(12);
+    let rebooted = 0;
+    const dev = await boots(d2);
+    const r = await deployBootCheck(dev, { reboot: () => Promise.resolve(void rebooted++) });
+    assert.deepEqual([r.result, r.rolledBackTo, rebooted], ['bad', d1, 1]);
+    assert.equal(defaultOf(dev), d1);
+    assert.equal((await listBootEntries(config.deploy.bootDir))[0]!.id, d1);
+  });
+
+  it('stays on the only deployment when its check fails (degraded, no reboot)', caps, async () => {
+    const { run, boots } = await bootDevice('bc-degraded', false);
+    const d1 = await run(11);
+    let rebooted = 0;
+    const dev = await boots(d1);
+    const r = await deployBootCheck(dev, { reboot: () => Promise.resolve(void rebooted++) });
+    assert.deepEqual([r.result, rebooted], ['degraded', 0]);
+    assert.equal(defaultOf(dev), d1);
   });
 });

@@ -167,3 +167,8 @@ export {
   type DevicePolicy,
 } from './deploy-device.ts';
 export { deployBootFor, type DeployBoot } from './deploy-bootloader.ts';
+export {
+  deployBootCheck,
+  type DeployBootCheckEvent,
+  type DeployBootCheckResult,
+} from './deploy-boot-check.ts';

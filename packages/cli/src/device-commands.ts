@@ -5,6 +5,7 @@ import { Agent, type AgentEvent, type StatusReport } from '@ferry/agent';
 import { FerryError } from '@ferry/core';
 import { flag, str, type CommandContext, type CommandSpec } from './command.ts';
 import { humanDaemonStatus, openDevice } from './daemon-commands.ts';
+import { deploymentBootCheck } from './deploy-boot-check.ts';
 import { DEVICE_OPTIONS, deviceOpts } from './device-options.ts';
 
 export { DEVICE_OPTIONS };
@@ -135,19 +136,26 @@ export const install: CommandSpec = {
 
 export const bootCheck: CommandSpec = {
   name: 'boot-check',
-  summary: 'After boot: run health checks, then mark the booted slot good, or bad and reboot',
+  summary:
+    'After boot: run health checks, then mark the booted slot (or deployment) good, or bad and reboot',
   description:
-    'Runs every executable in the health directory with a timeout. All pass: the booted slot is marked good (committed). One fails: the slot is marked bad and the device reboots into the fallback, unless there is no good fallback (then it stays, degraded). Also notices and records when the bootloader already fell back from a newly installed slot. Run it once per boot from ferry-boot-check.service.',
+    'Runs every executable in the health directory with a timeout. All pass: the booted slot is marked good (committed). One fails: the slot is marked bad and the device reboots into the fallback, unless there is no good fallback (then it stays, degraded). Also notices and records when the bootloader already fell back from a newly installed slot. On a device that boots deployments ([deploy] boot set), the same is done for the running deployment: a failed check makes the previous deployment the default and reboots, and a fallback by the bootloader makes the running deployment the default again. Run it once per boot from ferry-boot-check.service.',
   options: {
     ...DEVICE_OPTIONS,
     'no-reboot': { type: 'boolean', description: 'mark bad but do not reboot' },
   },
   json: true,
   async run(ctx) {
-    const agent = await openAgent(ctx);
     const sink = eventSink(ctx);
+    const reboot = !flag(ctx, 'no-reboot');
+    const viaDeployments = await deploymentBootCheck(ctx, {
+      ...(reboot ? { reboot: async () => (await openAgent(ctx)).rebootNow() } : {}),
+      ...(sink ? { onEvent: sink } : {}),
+    });
+    if (viaDeployments) return;
+    const agent = await openAgent(ctx);
     const r = await agent.bootCheck({
-      reboot: !flag(ctx, 'no-reboot'),
+      reboot,
       ...(sink ? { onEvent: sink } : {}),
     });
     ctx.out.result(r, () =>
