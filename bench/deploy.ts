@@ -6,9 +6,10 @@
  *
  * 1. Storage: Ferry's deployment store (objects + hardlinked checkouts of all five) against five
  *    plain copies, and against an OSTree bare repository with the five commits checked out.
- * 2. Bytes downloaded per update: the compressed objects (and the listing) a device holding the
- *    previous release lacks, as `ferry deploy update` fetches them from a repository written by
- *    `publishTreeObjects`, against OSTree's object pull (archive objects the device's repo lacks).
+ * 2. Bytes downloaded per update: the compressed objects a device holding the previous release
+ *    lacks plus the listing (whole for the first, then as a delta from the previous listing), as
+ *    `ferry deploy update` fetches them from a repository written by `publishTreeObjects` and
+ *    `storeTreeDeltas`, against OSTree's object pull (archive objects the device's repo lacks).
  * Both sides are also checked: every Ferry deployment verifies against its tree digest, and each
  * OSTree checkout is compared with its tree.
  */
@@ -17,7 +18,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { DeployStore, DirectoryObjectSource } from '@ferry/agent';
 import { encodeTree, scanTree, treeDigest, type TreeListing } from '@ferry/core';
-import { publishTreeObjects } from '@ferry/repo';
+import { publishTreeObjects, storeTreeDeltas, treeDeltaFile } from '@ferry/repo';
 import { bytesNotIn, filesUnder } from './delta-result.ts';
 import { formatTable, haveTool, round, run, timeIt } from './lib.ts';
 import { commitTree, ostreeCheckoutSame, initOstreeRepo } from './delta-ostree.ts';
@@ -75,16 +76,24 @@ export async function runDeployBench(log: (l: string) => void): Promise<DeployBe
     await mkdir(join(work, 'ostree-checkouts'));
     const steps: DeployStep[] = [];
     let objectsBefore = new Map<string, number>();
+    let previous: string | undefined;
     for (const [i, name] of RELEASES.entries()) {
       const tree = join(DATA, name);
       log(`${name}: scanning, publishing, deploying`);
       const listing = await scanTree(tree);
       const bytes = encodeTree(listing);
       const published = await publishTreeObjects(repo, listing, tree);
+      const digest = treeDigest(bytes);
+      // After the first release a device holding the previous listing fetches the delta.
+      let listingBytes = published.listingBytes;
+      if (previous) {
+        await storeTreeDeltas(repo, { digest, bytes }, [previous]);
+        listingBytes = (await stat(treeDeltaFile(repo, digest, previous))).size;
+      }
+      previous = digest;
       const missing = new Set(await store.missingObjects(listing));
       const ferryFetchBytes =
-        published.listingBytes +
-        [...missing].reduce((n, id) => n + published.objectBytes.get(id)!, 0);
+        listingBytes + [...missing].reduce((n, id) => n + published.objectBytes.get(id)!, 0);
       const deployed = await timeIt(async () => {
         await store.importObjects(listing, new DirectoryObjectSource(tree, listing));
         const d = await store.checkout(listing, {

@@ -285,6 +285,12 @@ describe('parseConfig', () => {
         keep: 3,
         checkout: 'hardlink',
         etcConflicts: '/r/data/etc-conflicts',
+        boot: 'none',
+        bootDir: '/r/efi',
+        grubEnv: '/r/efi/grub/grubenv',
+        kernelRoot: 'PARTLABEL=data',
+        kernelArgs: [],
+        bootAttempts: 3,
       });
     });
     it('joins given paths with the system root and keeps the values', () => {
@@ -295,7 +301,40 @@ describe('parseConfig', () => {
         keep: 5,
         checkout: 'reflink',
         etcConflicts: '/r/d/c',
+        boot: 'none',
+        bootDir: '/r/efi',
+        grubEnv: '/r/efi/grub/grubenv',
+        kernelRoot: 'PARTLABEL=data',
+        kernelArgs: [],
+        bootAttempts: 3,
       });
+    });
+    it('reads the boot side: backend, boot dir, grubenv, kernel arguments, attempts', () => {
+      const doc = base();
+      doc.deploy = {
+        boot: 'grub',
+        'kernel-root': 'UUID=1234',
+        'kernel-args': 'console=ttyS0  quiet',
+        'boot-attempts': 2,
+      };
+      const d = parseDoc(doc, '/r').deploy;
+      assert.deepEqual(
+        [d.boot, d.bootDir, d.grubEnv, d.kernelRoot, d.kernelArgs, d.bootAttempts],
+        ['grub', '/r/boot', '/r/boot/grub/grubenv', 'UUID=1234', ['console=ttyS0', 'quiet'], 2],
+      );
+    });
+    it('refuses an unknown boot backend, attempts out of range and a quoted kernel root', () => {
+      refuses(withValue('deploy.boot', 'lilo'));
+      refuses(withValue('deploy.boot-attempts', 0));
+      refuses(withValue('deploy.boot-attempts', 10));
+      refuses(withValue('deploy.kernel-root', 'UUID="x"'));
+      refuses(withValue('deploy.boot-dir', 'boot'));
+    });
+    it('accepts a device without slots when it boots deployments, and only then', () => {
+      const doc = withValue('slot', undefined);
+      refuses(doc);
+      (doc as Record<string, unknown>).deploy = { boot: 'systemd-boot' };
+      assert.equal(parseDoc(doc).slots.length, 0);
     });
     it('refuses an unknown key, checkout mode, keep out of range and relative paths', () => {
       refuses(withValue('deploy.colour', 'x'));

@@ -359,8 +359,10 @@ function checkOverlaps(c: SystemConfig, where: string): void {
 
 function checkRules(c: SystemConfig, where: string): void {
   const bootable = bootableSlots(c);
+  // A device that boots deployments only needs no slots: its versions live in the store.
+  const deploymentsOnly = c.slots.length === 0 && c.deploy.boot !== 'none';
   // A/B needs somewhere to install that is not the running system.
-  if (bootable.length < 2)
+  if (bootable.length < 2 && !deploymentsOnly)
     throw invalid(
       where,
       `[slot.*] bootname: at least 2 bootable slots are needed, found ${bootable.length}`,

@@ -15,8 +15,14 @@ import {
   setDefaultEntry,
   writeBootEntry,
   type BootDeployment,
+  type DeployBootEntry,
 } from './deploy-boot.ts';
-import { grubMarkGood, grubSetDefault, writeGrubDeployments } from './deploy-boot-grub.ts';
+import {
+  grubMarkGood,
+  grubSetDefault,
+  readGrubDeployments,
+  writeGrubDeployments,
+} from './deploy-boot-grub.ts';
 
 /** What a deployment flow asks of the bootloader. */
 export interface DeployBoot {
@@ -29,7 +35,13 @@ export interface DeployBoot {
   markGood(id: string): Promise<void>;
   /** Removes a pruned deployment's entry (and kernels no entry uses). */
   remove(id: string): Promise<void>;
+  /** The deployment the last `commit` made the default, whether or not its attempts ran out. */
+  committed(): Promise<string | undefined>;
+  /** The deployments that have a boot entry. */
+  entries(): Promise<string[]>;
 }
+
+const entryIds = async (bootDir: string) => (await listBootEntries(bootDir)).map((e) => e.id);
 
 /** systemd-boot: entries with `+LEFT` counters; the rank makes an entry the default. */
 function systemdBoot(c: DeployConfig): DeployBoot {
@@ -50,6 +62,16 @@ function systemdBoot(c: DeployConfig): DeployBoot {
       if (e?.left !== undefined) await blessEntry(c.bootDir, id);
     },
     remove: (id) => removeBootEntry(c.bootDir, id),
+    // The rank is what commit writes; running out of tries reorders entries, not ranks.
+    committed: async () => {
+      const all = await listBootEntries(c.bootDir);
+      const top = all.reduce<DeployBootEntry | undefined>(
+        (a, e) => (a && a.rank >= e.rank ? a : e),
+        undefined,
+      );
+      return top && top.rank > 0 ? top.id : undefined;
+    },
+    entries: () => entryIds(c.bootDir),
   };
 }
 
@@ -72,6 +94,8 @@ function grub(c: DeployConfig): DeployBoot {
       await removeBootEntry(c.bootDir, id);
       await writeGrubDeployments(c.bootDir);
     },
+    committed: async () => (await readGrubDeployments(c.grubEnv)).default,
+    entries: () => entryIds(c.bootDir),
   };
 }
 

@@ -5,7 +5,7 @@
  */
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
-import { FerryError, loadKeyring } from '@ferry/core';
+import { encodeTree, FerryError, loadKeyring } from '@ferry/core';
 import { bootedDeployment } from './deploy-boot.ts';
 import { deployBootFor, type DeployBoot } from './deploy-bootloader.ts';
 import type { SystemConfig } from './config.ts';
@@ -17,6 +17,7 @@ import {
   type DeployReleaseOptions,
   type DeployResult,
 } from './deploy-install.ts';
+import { recoverDeployments } from './deploy-recover.ts';
 import { treeImage } from './deploy-source.ts';
 import type { StoreUsage } from './deploy-space.ts';
 import { DeployStore, type DeploymentInfo, type GcResult } from './deploy-store.ts';
@@ -97,14 +98,16 @@ export class DeviceDeployments {
   }
 
   /**
-   * Opens (creating if needed) the store [deploy] store names, and records as booted the
-   * deployment `ferry.deployment=` on the kernel command line names, if the store has it.
+   * Opens (creating if needed) the store [deploy] store names, records as booted the
+   * deployment `ferry.deployment=` on the kernel command line names, if the store has it, and
+   * reconciles the store with the boot side after a power cut (recoverDeployments).
    */
   static async open(config: SystemConfig): Promise<DeviceDeployments> {
     const store = await DeployStore.open(config.deploy.store);
     const booted = bootedDeployment(await readCmdline(config.root));
     const known = store.list().find((d) => d.id === booted);
     if (known && !known.isBooted) await store.markBooted(known.id);
+    await recoverDeployments(store, deployBootFor(config.deploy), config.deploy.etcConflicts);
     return new DeviceDeployments(config, store);
   }
 
@@ -158,7 +161,10 @@ export class DeviceDeployments {
       bandwidth: u.bandwidth,
       ...(opts.signal ? { signal: opts.signal } : {}),
     });
-    const source = new HttpTreeSource(u.repository!, fetcher, { parallel: u.parallel });
+    const source = new HttpTreeSource(u.repository!, fetcher, {
+      parallel: u.parallel,
+      ...(def ? { baseListing: await this.#listing(def.tree) } : {}),
+    });
     try {
       const deployed = await deployRelease({
         store: this.store,
@@ -173,6 +179,11 @@ export class DeviceDeployments {
     } finally {
       source.close();
     }
+  }
+
+  /** The raw listing of a tree the store holds, the base of a listing delta. */
+  async #listing(tree: string): Promise<{ sha256: string; bytes: Buffer }> {
+    return { sha256: tree, bytes: encodeTree(await this.store.readTree(tree)) };
   }
 
   /** What deployRelease takes from [deploy], [policy] and the store's booted record. */

@@ -12,6 +12,7 @@ import { DEPLOYMENT_ID } from './deploy-state.ts';
 import type { DeployStore } from './deploy-store.ts';
 import { removeTree, syncFs } from './deploy-fs.ts';
 import { mergeEtc, type EtcMergeReport } from './etc-merge.ts';
+import { faultPoint } from './fault.ts';
 
 /** `<store>/etc/<id>`: the writable, merged /etc of deployment `id`. */
 export function liveEtcPath(store: DeployStore, id: string): string {
@@ -77,6 +78,7 @@ export async function makeEtc(
     conflictDir,
   });
   await syncFs(tmp);
+  faultPoint('deploy-etc-written');
   await rename(tmp, liveEtcPath(store, id));
   await fsyncDir(root);
   return { report, ...(from !== undefined ? { from } : {}) };

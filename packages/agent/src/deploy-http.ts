@@ -8,7 +8,7 @@
  */
 import { Readable } from 'node:stream';
 import { zstdDecompressSync } from 'node:zlib';
-import { FerryError, type TreeEntry } from '@ferry/core';
+import { FerryError, treeDigest, type TreeEntry } from '@ferry/core';
 import type { HttpFetcher } from './http-fetch.ts';
 import type { ObjectSource } from './deploy-objects.ts';
 import { frameBound } from './release-source.ts';
@@ -20,6 +20,12 @@ export interface HttpTreeSourceOptions {
   parallel?: number;
   /** Compressed bytes fetched ahead of the store at most (default 64 MiB; one object always). */
   aheadBytes?: number;
+  /**
+   * A listing the device holds (the default deployment's): the listing is first asked for as
+   * `trees/<to>.from-<base>.zst`, zstd with this one as dictionary, and in full only when that
+   * is missing or does not decompress to the signed digest.
+   */
+  baseListing?: { sha256: string; bytes: Buffer };
 }
 
 const HEX64 = /^[0-9a-f]{64}$/;
@@ -50,6 +56,9 @@ export class HttpTreeSource implements TreeSource {
   readonly #fetcher: HttpFetcher;
   readonly #parallel: number;
   readonly #aheadBytes: number;
+  readonly #baseListing: { sha256: string; bytes: Buffer } | undefined;
+  /** How the last listing came: as a delta from the base listing, or whole. */
+  listingVia: 'delta' | 'full' | undefined;
   /** Objects announced by willOpen, not yet started. */
   #queue: [string, TreeEntry][] = [];
   readonly #inflight = new Map<string, { size: number; frame: Promise<Buffer> }>();
@@ -61,6 +70,7 @@ export class HttpTreeSource implements TreeSource {
     this.#fetcher = fetcher;
     this.#parallel = opts.parallel ?? 4;
     this.#aheadBytes = opts.aheadBytes ?? 64 << 20;
+    this.#baseListing = opts.baseListing;
   }
 
   /** The URL of an object (the id comes from a signed listing: 64 hex digits). */
@@ -70,10 +80,31 @@ export class HttpTreeSource implements TreeSource {
 
   async listing(tree: SignedTree): Promise<Buffer> {
     if (!HEX64.test(tree.sha256)) throw new FerryError('INTERNAL', 'tree digest is not hex');
+    const delta = await this.#listingDelta(tree);
+    this.listingVia = delta ? 'delta' : 'full';
+    if (delta) return delta;
     const frame = await this.#fetcher.get(`${this.base}/trees/${tree.sha256}.tree.zst`, {
       maxBytes: frameBound(tree.size),
     });
     return unzstd(frame, tree.size, 'DEPLOY_TREE_MISMATCH', `listing ${tree.sha256}`);
+  }
+
+  /** The listing from a delta against the base listing, or undefined to fetch it whole. */
+  async #listingDelta(tree: SignedTree): Promise<Buffer | undefined> {
+    const b = this.#baseListing;
+    if (!b || !HEX64.test(b.sha256) || b.sha256 === tree.sha256) return undefined;
+    const url = `${this.base}/trees/${tree.sha256}.from-${b.sha256}.zst`;
+    try {
+      const frame = await this.#fetcher.get(url, { maxBytes: frameBound(tree.size) });
+      const bytes = zstdDecompressSync(frame, {
+        dictionary: b.bytes,
+        maxOutputLength: Math.max(tree.size, 1),
+      });
+      // Anything but the signed listing (a stale or foreign delta): fetch it whole instead.
+      return treeDigest(bytes) === tree.sha256 ? bytes : undefined;
+    } catch {
+      return undefined; // no delta for this pair (404), or a bad one: the whole listing
+    }
   }
 
   willOpen(objects: [string, TreeEntry][]): void {

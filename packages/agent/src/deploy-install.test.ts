@@ -396,6 +396,42 @@ describe('HttpTreeSource', () => {
       assert.equal(f.store.list().length, 0);
     });
   });
+
+  describe('when the device holds a base listing', () => {
+    const [d1, d2] = [() => treeDigest(bytesOf[1]!), () => treeDigest(bytesOf[2]!)];
+    const deltaPath = () => join(repo, 'trees', `${d2()}.from-${d1()}.zst`);
+    const withBase = () =>
+      new HttpTreeSource(
+        url,
+        new HttpFetcher({ parallel: 4, timeoutMs: 10_000, minRate: 0, bandwidth: 0 }),
+        { parallel: 4, baseListing: { sha256: d1(), bytes: bytesOf[1]! } },
+      );
+    const tree2 = () => ({ sha256: d2(), size: bytesOf[2]!.length, entries: 0 });
+
+    it('takes the listing as a delta from it', caps, async () => {
+      await writeFile(deltaPath(), zstdCompressSync(bytesOf[2]!, { dictionary: bytesOf[1]! }));
+      const s = withBase();
+      served.length = 0;
+      const bytes = await s.listing(tree2()).finally(() => s.close());
+      assert.equal(treeDigest(bytes), d2());
+      assert.equal(s.listingVia, 'delta');
+      assert.deepEqual(served, [`/trees/${d2()}.from-${d1()}.zst`]);
+    });
+    it('fetches it whole when the delta is not the signed listing', caps, async () => {
+      // A delta of another listing (release 3) under release 2's name.
+      await writeFile(deltaPath(), zstdCompressSync(bytesOf[3]!, { dictionary: bytesOf[1]! }));
+      const s = withBase();
+      const bytes = await s.listing(tree2()).finally(() => s.close());
+      assert.equal(treeDigest(bytes), d2());
+      assert.equal(s.listingVia, 'full');
+    });
+    it('fetches it whole when there is no delta for the pair', caps, async () => {
+      await rm(deltaPath(), { force: true });
+      const s = withBase();
+      await s.listing(tree2()).finally(() => s.close());
+      assert.equal(s.listingVia, 'full');
+    });
+  });
 });
 
 describe('deployRelease with a boot side', () => {

@@ -20,6 +20,7 @@ import type { SpaceNeeds } from './deploy-space.ts';
 import type { DeploymentRelease } from './deploy-state.ts';
 import type { DeploymentInfo, DeployStore, GcResult } from './deploy-store.ts';
 import { signedTree, type SignedTree, type TreeSource } from './deploy-source.ts';
+import { faultPoint } from './fault.ts';
 import type { EtcMergeReport } from './etc-merge.ts';
 
 /** Lifecycle events of {@link deployRelease}, keyed by `id`. */
@@ -140,6 +141,7 @@ function counted(
         done++;
         bytes += e.size!;
         emit({ id: 'deploy.progress', done, total, bytes, totalBytes });
+        faultPoint('deploy-object');
       })();
     },
   };
@@ -178,6 +180,7 @@ async function checkoutWithEtc(
   emit: Emit,
 ): Promise<{ id: string; etc: EtcResult }> {
   const d = await o.store.checkout(listing, { release, mode: o.checkout ?? 'hardlink' });
+  faultPoint('deploy-checked-out');
   try {
     await o.store.verifyDeployment(d.id);
     emit({ id: 'deploy.checked-out', deployment: d.id });
@@ -220,6 +223,7 @@ export async function deployRelease(o: DeployReleaseOptions): Promise<DeployResu
   const release = { version: manifest.version, counter: manifest.releaseCounter };
   emit({ id: 'deploy.started', ...release, image: o.image, tree: tree.sha256 });
   const listing = await fetchListing(o.source, tree);
+  faultPoint('deploy-listed');
   const { space, fetched } = await importTree(o, listing, emit);
   const { id, etc } = await checkoutWithEtc(o, listing, release, o.booted ?? current?.id, emit);
   const tries = o.bootAttempts ?? 3;
@@ -230,13 +234,17 @@ export async function deployRelease(o: DeployReleaseOptions): Promise<DeployResu
       throw e;
     });
     emit({ id: 'deploy.boot-entry', deployment: id, bootloader: o.boot.name, tries });
+    faultPoint('deploy-boot-added');
   }
   // Invariant: the bootloader's switch is the commit point; everything before it left the old
   // default booting. The store's record follows it.
   await o.boot?.commit(id, tries);
+  faultPoint('deploy-boot-committed');
   await store.setDefault(id);
   emit({ id: 'deploy.committed', deployment: id, ...(current ? { previous: current.id } : {}) });
+  faultPoint('deploy-default-set');
   const pruned = await store.prune(o.keep ?? 3);
+  faultPoint('deploy-pruned');
   for (const p of pruned) await o.boot?.remove(p);
   await removeStaleEtc(store, o.conflictDir);
   const gc = await store.gc();

@@ -31,6 +31,7 @@ import {
   type ObjectSource,
 } from './deploy-objects.ts';
 import { checkSpace, storeUsage, type SpaceNeeds, type StoreUsage } from './deploy-space.ts';
+import { faultPoint } from './fault.ts';
 import {
   DEPLOYMENT_ID,
   loadState,
@@ -284,6 +285,7 @@ export class DeployStore {
         r.bytes += (await lstat(p)).size;
         await unlink(p);
         r.objects++;
+        faultPoint('deploy-gc');
       }
     }
     for (const n of await readdir(join(this.dir, 'trees')))

@@ -172,3 +172,5 @@ export {
   type DeployBootCheckEvent,
   type DeployBootCheckResult,
 } from './deploy-boot-check.ts';
+export { DEPLOY_FAULT_POINTS } from './fault.ts';
+export { recoverDeployments, type RecoverResult } from './deploy-recover.ts';

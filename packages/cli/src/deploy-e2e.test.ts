@@ -149,9 +149,14 @@ describe('ferry deploy update from a repository', () => {
         log = (await nginx.accessLog()).length;
         const second = await ferry(['deploy', 'update', ...device]);
         assert.equal(second.code, 0, second.stderr);
-        const objects = (await treeGets(log)).filter((l) => l.includes('/objects/'));
+        const gets = await treeGets(log);
+        const objects = gets.filter((l) => l.includes('/objects/'));
         // libapp.so, tool-2 and os-release changed: nothing else is fetched again.
         assert.equal(objects.length, 3, objects.join('\n'));
+        // The listing came as a delta from the one the device holds, not whole.
+        const listings = gets.filter((l) => l.includes('/trees/'));
+        assert.equal(listings.length, 1, listings.join('\n'));
+        assert.match(listings[0]!, /\/trees\/[0-9a-f]{64}\.from-[0-9a-f]{64}\.zst 200 /);
         status = JSON.parse((await ferry(['deploy', 'status', ...device])).stdout) as typeof status;
         const d2 = status.deployments.find((x) => x.release.version === '2.0.0')!;
         assert.ok(d2);
@@ -167,10 +172,8 @@ describe('ferry deploy update from a repository', () => {
 
         const again = await ferry(['deploy', 'update', ...device]);
         assert.equal(again.code, 0, again.stderr);
-        assert.equal(
-          JSON.parse((await ferry(['deploy', 'status', ...device])).stdout).deployments.length,
-          2,
-        );
+        status = JSON.parse((await ferry(['deploy', 'status', ...device])).stdout) as typeof status;
+        assert.equal(status.deployments.length, 2);
       } finally {
         await d.cleanup();
       }

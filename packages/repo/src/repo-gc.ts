@@ -97,6 +97,15 @@ async function pruneTrees(state: RepoState, dryRun = false) {
   const trees = { kept: 0, deleted: 0 };
   const names = await readdir(join(state.dir, TREES_DIR)).catch(() => [] as string[]);
   for (const name of names) {
+    const delta = /^([0-9a-f]{64})\.from-([0-9a-f]{64})\.zst$/.exec(name);
+    if (delta) {
+      // A listing delta goes with the first of its two listings that goes.
+      if (!digests.has(delta[1]!) || !digests.has(delta[2]!)) {
+        trees.deleted++;
+        if (!dryRun) await rm(join(state.dir, TREES_DIR, name), { force: true });
+      }
+      continue;
+    }
     const d = /^([0-9a-f]{64})\.tree\.zst$/.exec(name)?.[1];
     if (d === undefined) continue;
     if (digests.has(d)) trees.kept++;

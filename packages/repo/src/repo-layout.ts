@@ -133,6 +133,15 @@ export function treeFile(dir: string, digest: string): string {
   return join(dir, TREES_DIR, `${hex64(digest, 'tree digest')}.tree.zst`);
 }
 
+/**
+ * Where the listing `to` is stored as a zstd frame made with listing `from` as its dictionary:
+ * `trees/<to>.from-<from>.zst`. A device holding `from` fetches this instead of the whole
+ * listing (a few hundred bytes instead of hundreds of KiB for a small update).
+ */
+export function treeDeltaFile(dir: string, to: string, from: string): string {
+  return join(dir, TREES_DIR, `${hex64(to, 'tree digest')}.from-${hex64(from, 'tree digest')}.zst`);
+}
+
 /** Where file object `id` is stored: `objects/<2 hex>/<62 hex>.zst`. */
 export function objectFile(dir: string, id: string): string {
   hex64(id, 'object id');

@@ -23,7 +23,13 @@ import { channelRoleName, checkChannel } from './repo-layout.ts';
 import { loadRepo, withRepoLock } from './repo-state.ts';
 import { storeTargetFile } from './target-file.ts';
 import { planRelease, releaseTargets, type ReleaseCustom } from './release.ts';
-import { prepareTrees, storeTree, type TreePublishResult } from './repo-tree.ts';
+import {
+  prepareTrees,
+  storeTree,
+  storeTreeDeltas,
+  treeDeltaBases,
+  type TreePublishResult,
+} from './repo-tree.ts';
 
 /** Options of publishBundle. */
 export interface PublishOptions {
@@ -107,7 +113,11 @@ export async function publishBundle(
       // Chunks and objects before targets before metadata: nothing signed names a missing file.
       const chunks = await copyChunks(b, new ChunkStore(dir));
       const trees: TreePublishResult[] = [];
-      for (const t of prepared) trees.push(await storeTree(dir, t));
+      for (const t of prepared) {
+        trees.push(await storeTree(dir, t));
+        const bases = await treeDeltaBases(state, compatible, t.image);
+        await storeTreeDeltas(dir, { digest: t.digest, bytes: t.bytes }, bases);
+      }
       for (const f of files) await storeTargetFile(dir, f.target, f.bytes);
       if (plan === 'add') {
         const map = await withChannelIndex(dir, channel, compatible, {

@@ -1,8 +1,8 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { access, mkdir, readdir, rm, symlink, link, writeFile } from 'node:fs/promises';
+import { access, mkdir, readdir, readFile, rm, symlink, link, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { zstdCompressSync } from 'node:zlib';
+import { zstdCompressSync, zstdDecompressSync } from 'node:zlib';
 import {
   createBundle,
   encodeTree,
@@ -16,7 +16,7 @@ import { withChannelIndex } from './channel-index.ts';
 import { commit } from './repo-commit.ts';
 import { gc } from './repo-gc.ts';
 import { initRepo } from './repo-init.ts';
-import { objectFile, treeFile } from './repo-layout.ts';
+import { objectFile, treeDeltaFile, treeFile } from './repo-layout.ts';
 import { publishBundle, type PublishResult } from './repo-publish.ts';
 import { loadRepo } from './repo-state.ts';
 import { listRepoReleases } from './release.ts';
@@ -121,6 +121,13 @@ describe('publishBundle with tree sources', () => {
       assert.equal(t.objects.added, 2);
       assert.equal(await count(listObjects(f.repo)), 5);
     });
+    it('stores the second listing as a delta from the first', async () => {
+      const [t1, t2] = [r1.trees[0]!.digest, r2.trees[0]!.digest];
+      const frame = await readFile(treeDeltaFile(f.repo, t2, t1));
+      const bytes = zstdDecompressSync(frame, { dictionary: encodeTree(listings['1.0.0']!) });
+      assert.equal(treeDigest(bytes), t2);
+      assert.ok(frame.length < (await readFile(treeFile(f.repo, t2))).length);
+    });
     it('passes a deep verify', async () => {
       const report = await verifyRepo(f.repo, { trustedRoot: trustedRoot(), deep: true });
       assert.equal(report.trees, 2);
@@ -138,7 +145,8 @@ describe('publishBundle with tree sources', () => {
       );
       assert.deepEqual(await readdir(join(f.repo, 'metadata')), before);
       assert.equal(await count(listObjects(f.repo)), 5);
-      assert.equal((await readdir(join(f.repo, 'trees'))).length, 2);
+      // Two listings and the delta between them.
+      assert.equal((await readdir(join(f.repo, 'trees'))).length, 3);
       assert.equal((await listRepoReleases(f.repo)).length, 2);
     });
   });
@@ -147,7 +155,8 @@ describe('publishBundle with tree sources', () => {
     it('deletes its listing and the objects only it used', async () => {
       await dropRelease(f, '1.0.0');
       const r = await gc(f.repo);
-      assert.deepEqual(r.trees, { kept: 1, deleted: 1 });
+      assert.deepEqual(r.trees, { kept: 1, deleted: 2 }); // the 1.0.0 listing and the delta from it
+      assert.deepEqual(await readdir(join(f.repo, 'trees')), [`${r2.trees[0]!.digest}.tree.zst`]);
       assert.equal(r.objects.deleted, 1); // the 1.0.0 app
       assert.equal(r.objects.kept, 4);
       for (const id of ids(listings['1.1.0']!)) await access(objectFile(f.repo, id));

@@ -47,7 +47,7 @@ import {
   type TreeEntry,
   type TreeListing,
 } from '@ferry/core';
-import { OBJECTS_DIR, objectFile, treeFile } from './repo-layout.ts';
+import { OBJECTS_DIR, objectFile, treeDeltaFile, treeFile } from './repo-layout.ts';
 import { listReleases } from './release.ts';
 import type { RepoState } from './repo-state.ts';
 import { readTargetFile } from './target-file.ts';
@@ -278,6 +278,36 @@ export async function storeTree(
   return { image: t.image, digest: t.digest, treeAdded, objects: r };
 }
 
+/** Listing deltas made per published tree: from the newest kept trees only. */
+export const TREE_DELTA_BASES = 5;
+
+/**
+ * Writes `trees/<to>.from-<base>.zst` for each of `bases` (tree digests the repository stores;
+ * the newest first, at most TREE_DELTA_BASES): the listing compressed with the base listing as
+ * zstd dictionary. Existing deltas are kept. Returns how many were written.
+ */
+export async function storeTreeDeltas(
+  repo: string,
+  to: { digest: string; bytes: Buffer },
+  bases: string[],
+  level = OBJECT_ZSTD_LEVEL,
+): Promise<number> {
+  let n = 0;
+  for (const from of bases.filter((b) => b !== to.digest).slice(0, TREE_DELTA_BASES)) {
+    const path = treeDeltaFile(repo, to.digest, from);
+    if (await exists(path)) continue;
+    const base = await readStoredTree(repo, from);
+    if (!base) continue;
+    const frame = zstdCompressSync(to.bytes, {
+      dictionary: encodeTree(base),
+      params: { [zlib.ZSTD_c_compressionLevel]: level },
+    });
+    await writeFileAtomic(path, frame);
+    n++;
+  }
+  return n;
+}
+
 /**
  * The listing stored under `digest`, or undefined if none is (a release published without a
  * tree source). Throws REPO_OBJECT_CORRUPT if it does not decompress within the listing size
@@ -325,6 +355,28 @@ export async function releaseTreeDigests(state: RepoState): Promise<Set<string>>
     for (const img of Object.values(m.images)) if (img.tree) digests.add(img.tree.sha256);
   }
   return digests;
+}
+
+/**
+ * The tree digests of `image` in the kept releases of `compatible`, newest release first: the
+ * bases a device updating to a new release most likely holds.
+ */
+export async function treeDeltaBases(
+  state: RepoState,
+  compatible: string,
+  image: string,
+): Promise<string[]> {
+  const releases = listReleases(state)
+    .filter((r) => r.compatible === compatible)
+    .sort((a, b) => b.releaseCounter - a.releaseCounter);
+  const out: string[] = [];
+  for (const release of releases) {
+    const t = state.roles.get(`channel-${release.channel}`)!.signed.targets[release.paths[0]!]!;
+    const m = validateManifest(parseEnvelope(await readTargetFile(state.dir, t)).signed);
+    const d = m.images[image]?.tree?.sha256;
+    if (d && !out.includes(d)) out.push(d);
+  }
+  return out;
 }
 
 /** Yields the id of every stored object; ignores foreign and temporary files. */

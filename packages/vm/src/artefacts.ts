@@ -63,8 +63,38 @@ export function ensureArtefacts(): Promise<Artefacts> {
   );
 }
 
-async function buildAll(cache: string): Promise<Artefacts> {
-  const timings: Record<string, number> = {};
+/** Paths of the boot artefacts alone (kernel, initramfs), for scenarios that build their own disk. */
+export interface BootArtefacts {
+  cache: string;
+  /** `vmlinuz`, `version` and `root/lib/modules/<version>`. */
+  kernelDir: string;
+  /** The good busybox initramfs (gzip'd newc cpio). */
+  initrd: string;
+  /** Seconds each step took in this run (0 = cached). */
+  timings: Record<string, number>;
+}
+
+/**
+ * Builds (or reuses) only the kernel and the initramfs images, not the releases and the A/B disk:
+ * what S6 (deployments) needs, so it does not wait for four Node root images.
+ *
+ * @example
+ * const { kernelDir, initrd } = await ensureBootArtefacts();
+ */
+export function ensureBootArtefacts(): Promise<BootArtefacts> {
+  const cache = cacheDir();
+  return mkdir(join(cache, 'logs'), { recursive: true }).then(() =>
+    withLock(cache, async () => {
+      const timings: Record<string, number> = {};
+      await buildBoot(cache, timings);
+      const initrd = join(cache, 'initrd-good', 'initrd.img');
+      return { cache, kernelDir: join(cache, 'kernel'), initrd, timings };
+    }),
+  );
+}
+
+/** The kernel and both initramfs images; returns their recipe hashes. */
+async function buildBoot(cache: string, timings: Record<string, number>) {
   const log = (name: string) => join(cache, 'logs', `${name}.log`);
   const at = (name: string) => join(cache, name);
   const kernel = await cached(
@@ -100,6 +130,14 @@ async function buildAll(cache: string): Promise<Artefacts> {
     initrd('initrd-good', 'initramfs-init'),
     initrd('initrd-panic', 'initramfs-panic'),
   ]);
+  return { kernel, good, panic };
+}
+
+async function buildAll(cache: string): Promise<Artefacts> {
+  const timings: Record<string, number> = {};
+  const log = (name: string) => join(cache, 'logs', `${name}.log`);
+  const at = (name: string) => join(cache, name);
+  const { good, panic } = await buildBoot(cache, timings);
   const key = await cached(
     cache,
     {
