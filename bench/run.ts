@@ -6,7 +6,8 @@
  * 1. chunk + hash (+ zstd store) throughput on a 1 GiB image against `casync make`;
  * 2. bundle creation against plain `mksquashfs` of a Debian tree (needs `npm run bench:data`);
  * 3. a full install against `dd` to the same slot, update bytes with local seeds, peak RSS;
- * 4. update bytes v1 -> v2 / v3 of Debian images: Ferry against casync, zchunk, OSTree, xdelta3.
+ * 4. update bytes v1 -> v2 / v3 of Debian images: Ferry against casync, zchunk, OSTree, xdelta3;
+ * 5. five Debian releases as deployments: storage and bytes per update against OSTree.
  * --quick uses 256 MiB images, one run each, and skips the fsync run.
  */
 import { stat, writeFile } from 'node:fs/promises';
@@ -16,6 +17,7 @@ import { formatChunkingBench, runChunkingBench } from './chunking.ts';
 import { formatBundleBench, runBundleBench } from './bundle.ts';
 import { formatInstallBench, runInstallBench } from './install.ts';
 import { formatDeltaBench, runDeltaBench } from './delta.ts';
+import { formatDeployBench, RELEASES, runDeployBench } from './deploy.ts';
 
 const { values } = parseArgs({ options: { quick: { type: 'boolean' }, json: { type: 'string' } } });
 const results: Record<string, unknown> = {};
@@ -63,6 +65,20 @@ if (
   });
   results.delta = delta;
   console.log(formatDeltaBench(delta));
+} else {
+  console.log("skipped: the Debian trees are missing; run 'npm run bench:data' first");
+}
+
+console.log('\n== deployments: five Debian releases, storage and update bytes, Ferry vs OSTree ==');
+const data = join(import.meta.dirname, '..', '.cache', 'bench-data');
+if (
+  (await Promise.all(RELEASES.map((r) => stat(join(data, r)).catch(() => undefined)))).every(
+    Boolean,
+  )
+) {
+  const deploy = await runDeployBench((line) => console.error(line));
+  results.deploy = deploy;
+  console.log(formatDeployBench(deploy));
 } else {
   console.log("skipped: the Debian trees are missing; run 'npm run bench:data' first");
 }
