@@ -174,3 +174,4 @@ export {
 } from './deploy-boot-check.ts';
 export { DEPLOY_FAULT_POINTS } from './fault.ts';
 export { recoverDeployments, type RecoverResult } from './deploy-recover.ts';
+export { deployBundle } from './deploy-bundle.ts';

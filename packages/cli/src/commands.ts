@@ -16,6 +16,7 @@ import { activate, check, rebase, update } from './update-commands.ts';
 import { daemon } from './daemon-commands.ts';
 import {
   deployGc,
+  deployInstall,
   deployMarkGood,
   deployPin,
   deployRollback,
@@ -65,6 +66,7 @@ export const COMMANDS: CommandSpec[] = [
   rollback,
   deployStatus,
   deployUpdate,
+  deployInstall,
   deployRollback,
   deployMarkGood,
   deployPin,

@@ -1,8 +1,11 @@
 /**
- * Deployments on the device: deploy status, update, rollback, pin, unpin, gc, and etc diff.
+ * Deployments on the device: deploy status, update, install, rollback, mark-good, pin, unpin, gc,
+ * and etc diff.
  * Thin wrappers over DeviceDeployments; the store is the one [deploy] store names.
  */
+import { resolve } from 'node:path';
 import {
+  deployBundle,
   DeviceDeployments,
   loadConfig,
   type AgentEvent,
@@ -10,8 +13,9 @@ import {
   type DeployUpdateEvent,
   type EtcChange,
 } from '@ferry/agent';
+import { FileSource } from '@ferry/core';
 import { str, type CommandContext, type CommandSpec } from './command.ts';
-import { DEVICE_OPTIONS, eventSink } from './device-commands.ts';
+import { DEVICE_OPTIONS, eventSink } from './device-options.ts';
 import { deviceOpts } from './device-options.ts';
 
 async function openDeployments(ctx: CommandContext): Promise<DeviceDeployments> {
@@ -21,6 +25,19 @@ async function openDeployments(ctx: CommandContext): Promise<DeviceDeployments> 
     ...(o.root ? { root: o.root } : {}),
   });
   return DeviceDeployments.open(config);
+}
+
+/**
+ * Whether this device boots deployments ([deploy] boot set): then `ferry status`, `install`,
+ * `update` and `rollback` act on its deployments, as `ferry deploy ...` does.
+ */
+export async function bootsDeployments(ctx: CommandContext): Promise<boolean> {
+  const o = deviceOpts(ctx);
+  const config = await loadConfig({
+    ...(o.configPath ? { path: o.configPath } : {}),
+    ...(o.root ? { root: o.root } : {}),
+  });
+  return config.deploy.boot !== 'none';
 }
 
 const mib = (n: number) => `${(n / 1048576).toFixed(1)} MiB`;
@@ -101,6 +118,51 @@ export const deployUpdate: CommandSpec = {
       );
     } finally {
       bar.done();
+    }
+  },
+};
+
+export const deployInstall: CommandSpec = {
+  name: 'deploy install',
+  summary: 'Install the tree a bundle file signs as a new deployment (USB or offline)',
+  description:
+    "Checks the bundle's signatures against the device keyring and refuses another device's or an older release before anything is written. Then writes the image from its verified chunks to a temporary file in the store, mounts it read-only (needs root and loop devices), and deploys its tree: the listing must scan to the digest the manifest signs, only the file objects the store lacks are copied, /etc is merged and the new deployment becomes the default, as with deploy update.",
+  positionals: [{ name: 'BUNDLE', description: 'a bundle file (.fbd)' }],
+  options: {
+    ...DEVICE_OPTIONS,
+    image: {
+      type: 'string',
+      placeholder: 'NAME',
+      description: 'manifest image to deploy',
+      default: 'the only image with a tree, else rootfs',
+    },
+  },
+  json: true,
+  examples: ['ferry deploy install /media/usb/gw-1.3.0.fbd'],
+  async run(ctx) {
+    const dev = await openDeployments(ctx);
+    const sink = eventSink(ctx);
+    const bar = ctx.out.progress('deploy');
+    const image = str(ctx, 'image');
+    const source = new FileSource(resolve(ctx.positionals[0]!));
+    try {
+      const d = await deployBundle(dev, source, {
+        ...(image ? { image } : {}),
+        onEvent: (e) => {
+          sink?.(e as unknown as AgentEvent);
+          if (e.id === 'deploy.progress')
+            bar.update(e.bytes, e.totalBytes, `objects ${e.done}/${e.total}`);
+        },
+      });
+      bar.done();
+      ctx.out.result(
+        { id: 'deploy.result', ok: true, deployed: d },
+        () =>
+          `deployed ${d.release.version} (#${d.release.counter}) as ${d.deployment}, the default from the next boot; ${d.fetched.objects} objects copied (${mib(d.fetched.bytes)})`,
+      );
+    } finally {
+      bar.done();
+      await source.close();
     }
   },
 };

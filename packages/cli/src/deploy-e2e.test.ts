@@ -6,7 +6,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   createBundle,
@@ -42,8 +42,10 @@ function ferry(args: string[]): Promise<{ code: number; stdout: string; stderr: 
 /** A small rootfs: release n changes one library and adds one tool; /etc has defaults. */
 async function rootfs(n: number): Promise<string> {
   const dir = join(work.root, `tree-${n}`);
-  for (const d of ['usr/bin', 'usr/lib', 'etc', 'var'])
+  for (const d of ['usr/bin', 'usr/lib', 'etc', 'var', 'boot'])
     await mkdir(join(dir, d), { recursive: true });
+  await writeFile(join(dir, 'boot/vmlinuz-6.1.0-ferry'), 'a kernel\n');
+  await writeFile(join(dir, 'boot/initrd.img-6.1.0-ferry'), 'an initramfs\n');
   await writeFile(join(dir, 'etc/os-release'), `VERSION_ID=${n}\n`);
   await writeFile(join(dir, 'etc/app.conf'), 'level = 1\n');
   for (let i = 0; i < 20; i++)
@@ -132,8 +134,8 @@ describe('ferry deploy update from a repository', () => {
         const first = await ferry(['deploy', 'update', ...device]);
         assert.equal(first.code, 0, first.stderr);
         const firstGets = await treeGets(log);
-        // 20 shared libraries + libapp + tool-1 + 2 etc files = 24 objects, and the listing.
-        assert.equal(firstGets.filter((l) => l.includes('/objects/')).length, 24);
+        // 20 shared libraries + libapp + tool-1 + 2 etc files + kernel + initrd = 26 objects.
+        assert.equal(firstGets.filter((l) => l.includes('/objects/')).length, 26);
         assert.equal(firstGets.filter((l) => l.includes('/trees/')).length, 1);
         let status = JSON.parse((await ferry(['deploy', 'status', ...device])).stdout) as {
           deployments: { id: string; release: { version: string }; isDefault?: boolean }[];
@@ -174,6 +176,67 @@ describe('ferry deploy update from a repository', () => {
         assert.equal(again.code, 0, again.stderr);
         status = JSON.parse((await ferry(['deploy', 'status', ...device])).stdout) as typeof status;
         assert.equal(status.deployments.length, 2);
+      } finally {
+        await d.cleanup();
+      }
+    },
+  );
+
+  it(
+    "deploy install takes the tree from a bundle file, and refuses another device's bundle first",
+    caps,
+    async () => {
+      const d = await makeDevice({ slotMiB: 8, compatible: 'other-board' });
+      try {
+        await copyFile(
+          join(work.root, 'etc/ferry/keyring/release.pub'),
+          join(d.root, 'etc/ferry/keyring/work.pub'),
+        );
+        const device = ['--root', d.root, '--json'];
+        const bundle = join(work.root, 'release-1.fbd');
+        const refused = await ferry(['deploy', 'install', ...device, bundle]);
+        assert.equal(refused.code, 1);
+        assert.match(refused.stderr, /BUNDLE_INCOMPATIBLE/);
+        const store = join(d.root, 'var/lib/ferry/deploy');
+        assert.deepEqual(await readdir(join(store, 'objects', 'tmp')), []);
+        assert.equal((await readdir(join(store, 'objects'))).length, 1); // tmp/ only
+
+        // A device that boots deployments: the shared commands act on them.
+        const ok = await makeDevice({
+          slotMiB: 8,
+          extraToml: '[deploy]\nboot = "systemd-boot"\nboot-dir = "/boot"\n',
+        });
+        try {
+          await copyFile(
+            join(work.root, 'etc/ferry/keyring/release.pub'),
+            join(ok.root, 'etc/ferry/keyring/work.pub'),
+          );
+          const okDevice = ['--root', ok.root, '--json'];
+          const r = await ferry(['install', ...okDevice, bundle]);
+          assert.equal(r.code, 0, r.stderr);
+          const status = JSON.parse((await ferry(['status', ...okDevice])).stdout) as {
+            deployments: { id: string; release: { version: string }; isDefault: boolean }[];
+          };
+          assert.deepEqual(
+            status.deployments.map((x) => [x.release.version, x.isDefault]),
+            [['1.0.0', true]],
+          );
+          const okStore = join(ok.root, 'var/lib/ferry/deploy');
+          const id = status.deployments[0]!.id;
+          assert.equal(
+            await readFile(join(okStore, 'deployments', id, 'usr/bin/tool-1'), 'utf8'),
+            '#!/bin/sh\necho 1\n',
+          );
+          const entries = await readdir(join(ok.root, 'boot/loader/entries'));
+          assert.deepEqual(entries, [`ferry-${id}+3.conf`]);
+          const back = await ferry(['rollback', ...okDevice]);
+          assert.match(back.stderr, /ROLLBACK_NO_TARGET/);
+          // The temporary image is gone and nothing stays mounted.
+          assert.deepEqual(await readdir(join(okStore, 'objects', 'tmp')), []);
+          assert.doesNotMatch(await readFile('/proc/self/mounts', 'utf8'), /ferry-bundle-/);
+        } finally {
+          await ok.cleanup();
+        }
       } finally {
         await d.cleanup();
       }

@@ -1,35 +1,22 @@
 /** Device commands: status, install, boot-check, mark-*, rollback. Thin wrappers over Agent. */
-import { createWriteStream } from 'node:fs';
 import { resolve } from 'node:path';
 import { Agent, type AgentEvent, type StatusReport } from '@ferry/agent';
 import { FerryError } from '@ferry/core';
-import { flag, str, type CommandContext, type CommandSpec } from './command.ts';
+import { flag, type CommandContext, type CommandSpec } from './command.ts';
 import { humanDaemonStatus, openDevice } from './daemon-commands.ts';
 import { deploymentBootCheck } from './deploy-boot-check.ts';
-import { DEVICE_OPTIONS, deviceOpts } from './device-options.ts';
+import {
+  bootsDeployments,
+  deployInstall,
+  deployRollback,
+  deployStatus,
+} from './deploy-commands.ts';
+import { DEVICE_OPTIONS, deviceOpts, eventSink } from './device-options.ts';
 
-export { DEVICE_OPTIONS };
+export { DEVICE_OPTIONS, eventSink };
 
 export function openAgent(ctx: CommandContext): Promise<Agent> {
   return Agent.open(deviceOpts(ctx));
-}
-
-/** Events as JSON lines: on stdout under --json, and on --progress-fd N for UIs. */
-export function eventSink(ctx: CommandContext): ((e: AgentEvent) => void) | undefined {
-  const fd = str(ctx, 'progress-fd');
-  const sinks: Array<(line: string) => void> = [];
-  if (ctx.out.json) sinks.push((l) => ctx.out.stdout.write(l));
-  if (fd !== undefined) {
-    if (!/^\d+$/.test(fd))
-      throw new FerryError('USAGE', '--progress-fd wants a file descriptor number');
-    const stream = createWriteStream('', { fd: Number(fd) });
-    sinks.push((l) => stream.write(l));
-  }
-  if (sinks.length === 0) return undefined;
-  return (e) => {
-    const line = `${JSON.stringify({ ...e, time: new Date().toISOString() })}\n`;
-    for (const s of sinks) s(line);
-  };
 }
 
 function humanStatus(r: StatusReport): string {
@@ -69,6 +56,7 @@ export const status: CommandSpec = {
   json: true,
   examples: ['ferry status', 'ferry status --json --root /tmp/fake-device'],
   async run(ctx) {
+    if (await bootsDeployments(ctx)) return deployStatus.run(ctx);
     const dev = await openDevice(ctx);
     if ('daemon' in dev) {
       const r = await dev.daemon.status();
@@ -103,6 +91,7 @@ export const install: CommandSpec = {
     'ferry install --json https://updates.example.com/gw-1.3.0.fbd',
   ],
   async run(ctx) {
+    if (await bootsDeployments(ctx)) return deployInstall.run(ctx);
     const dev = await openDevice(ctx);
     const sink = eventSink(ctx);
     const bar = ctx.out.progress('install');
@@ -218,6 +207,9 @@ export const markActive = markCommand('active');
 export const rollback: CommandSpec = {
   name: 'rollback',
   summary: 'Make the other good slot primary (optionally reboot into it)',
+  description:
+    'On a device that boots deployments ([deploy] boot set) it makes the previous deployment, or ID, the default, as `ferry deploy rollback` does.',
+  positionals: [{ name: 'ID', description: 'deployments only: a kept deployment', optional: true }],
   options: {
     ...DEVICE_OPTIONS,
     reboot: {
@@ -227,6 +219,13 @@ export const rollback: CommandSpec = {
   },
   json: true,
   async run(ctx) {
+    if (await bootsDeployments(ctx)) {
+      await deployRollback.run(ctx);
+      if (flag(ctx, 'reboot')) await (await openAgent(ctx)).rebootNow();
+      return;
+    }
+    if (ctx.positionals.length > 0)
+      throw new FerryError('USAGE', 'rollback takes an ID only on a device that boots deployments');
     const dev = await openDevice(ctx);
     const r = 'daemon' in dev ? await dev.daemon.rollback() : await dev.agent.rollback();
     ctx.out.result(r, () => `rollback: next boot runs ${r.to} instead of ${r.from}`);

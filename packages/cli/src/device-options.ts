@@ -1,5 +1,8 @@
 /** The options every device command takes, and how they become Agent.open's arguments. */
+import { createWriteStream } from 'node:fs';
 import { resolve } from 'node:path';
+import type { AgentEvent } from '@ferry/agent';
+import { FerryError } from '@ferry/core';
 import { str, type CommandContext, type OptionSpec } from './command.ts';
 
 export const DEVICE_OPTIONS: Record<string, OptionSpec> = {
@@ -25,5 +28,23 @@ export function deviceOpts(ctx: CommandContext): { configPath?: string; root?: s
   return {
     ...(configPath ? { configPath: resolve(configPath) } : {}),
     ...(root ? { root: resolve(root) } : {}),
+  };
+}
+
+/** Events as JSON lines: on stdout under --json, and on --progress-fd N for UIs. */
+export function eventSink(ctx: CommandContext): ((e: AgentEvent) => void) | undefined {
+  const fd = str(ctx, 'progress-fd');
+  const sinks: Array<(line: string) => void> = [];
+  if (ctx.out.json) sinks.push((l) => ctx.out.stdout.write(l));
+  if (fd !== undefined) {
+    if (!/^\d+$/.test(fd))
+      throw new FerryError('USAGE', '--progress-fd wants a file descriptor number');
+    const stream = createWriteStream('', { fd: Number(fd) });
+    sinks.push((l) => stream.write(l));
+  }
+  if (sinks.length === 0) return undefined;
+  return (e) => {
+    const line = `${JSON.stringify({ ...e, time: new Date().toISOString() })}\n`;
+    for (const s of sinks) s(line);
   };
 }

@@ -3,7 +3,8 @@ import type { AgentEvent, DaemonClient, UpdateCheck, UpdateResult } from '@ferry
 import { FerryError } from '@ferry/core';
 import { flag, type CommandSpec } from './command.ts';
 import { openDevice } from './daemon-commands.ts';
-import { DEVICE_OPTIONS, eventSink } from './device-commands.ts';
+import { DEVICE_OPTIONS, eventSink } from './device-options.ts';
+import { bootsDeployments, deployUpdate } from './deploy-commands.ts';
 
 /** `ferry update` through a running daemon, answered in the shape of Agent.update. */
 async function viaDaemonUpdate(
@@ -49,7 +50,7 @@ export const update: CommandSpec = {
   name: 'update',
   summary: 'Install the newest release of the followed channel from the repository',
   description:
-    'Runs check; if a newer release exists, writes it into the inactive slot fetching only the chunks no local slot holds (parallel keep-alive connections, each chunk verified before it is written, byte caps, timeouts, minimum rate and bandwidth limit from [update]), reads it back and makes it primary. An interrupted update re-run keeps every chunk already written. --stage writes and verifies but leaves the bootloader alone (activate later with `ferry activate`).',
+    'On a device that boots deployments ([deploy] boot set) this is `ferry deploy update`. Otherwise: runs check; if a newer release exists, writes it into the inactive slot fetching only the chunks no local slot holds (parallel keep-alive connections, each chunk verified before it is written, byte caps, timeouts, minimum rate and bandwidth limit from [update]), reads it back and makes it primary. An interrupted update re-run keeps every chunk already written. --stage writes and verifies but leaves the bootloader alone (activate later with `ferry activate`).',
   options: {
     ...DEVICE_OPTIONS,
     stage: { type: 'boolean', description: 'write and verify, but do not make the slot primary' },
@@ -62,6 +63,14 @@ export const update: CommandSpec = {
   json: true,
   examples: ['ferry update', 'ferry update --stage --json'],
   async run(ctx) {
+    if (await bootsDeployments(ctx)) {
+      if (ctx.values.stage === true)
+        throw new FerryError(
+          'USAGE',
+          '--stage is for slots; a deployment is staged until it boots',
+        );
+      return deployUpdate.run(ctx);
+    }
     const dev = await openDevice(ctx);
     const sink = eventSink(ctx);
     const bar = ctx.out.progress('update');

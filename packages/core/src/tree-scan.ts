@@ -167,7 +167,14 @@ function readXattrs(dir: string, maxBytes: number): Promise<Map<string, Record<s
         return reject(new FerryError('TOOL_MISSING', 'getfattr (package attr) is not installed'));
       if (err && /maxBuffer/.test(err.message))
         return reject(new FerryError('TREE_TOO_LARGE', 'xattr dump exceeds the size limit'));
-      if (err) return reject(new FerryError('TOOL_FAILED', `getfattr: ${stderr.slice(0, 500)}`));
+      // A filesystem that stores no xattrs (a squashfs image built without any) answers ENOTSUP
+      // for every path: that is "no xattrs", not a failure.
+      const unsupported = stderr
+        .split('\n')
+        .filter((l) => l !== '')
+        .every((l) => l.endsWith(': Operation not supported'));
+      if (err && !unsupported)
+        return reject(new FerryError('TOOL_FAILED', `getfattr: ${stderr.slice(0, 500)}`));
       try {
         resolve(parseGetfattr(stdout));
       } catch (e) {
