@@ -9,7 +9,7 @@
  * chunks. Needs root, sfdisk and nginx.
  */
 import { createHash } from 'node:crypto';
-import { copyFile, mkdir, open } from 'node:fs/promises';
+import { mkdir, open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Agent, type AgentEvent, type FileBootloader } from '@ferry/agent';
 import { generateKeyPair, loadKeyring, parsePrivateKey } from '@ferry/core';
@@ -55,14 +55,7 @@ async function deviceOnV1(
     slotMiB,
     extraToml: `[update]\nrepository = "${url}"\nchannel = "${channel}"\n`,
   });
-  await copyFile(
-    join(repo, 'metadata', '1.root.json'),
-    join(d.root, 'etc/ferry/repository-root.json'),
-  );
-  await copyFile(
-    join(work.root, 'etc/ferry/keyring/release.pub'),
-    join(d.root, 'etc/ferry/keyring/work.pub'),
-  );
+  await d.trust(work, repo);
   await (await Agent.open({ root: d.root })).install(v1);
   await ((await Agent.open({ root: d.root })).bootloader as FileBootloader).boot();
   await d.boot('B');

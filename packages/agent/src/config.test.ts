@@ -278,6 +278,15 @@ describe('parseConfig', () => {
   });
 
   describe('when [deploy] is set', () => {
+    /** The boot side of [deploy] when none of its keys is given, under root /r. */
+    const BOOT_DEFAULTS = {
+      boot: 'none',
+      bootDir: '/r/efi',
+      grubEnv: '/r/efi/grub/grubenv',
+      kernelRoot: 'PARTLABEL=data',
+      kernelArgs: [],
+      bootAttempts: 3,
+    };
     it('defaults to a store and conflict dir under the data directory, 3 kept, hardlinks', () => {
       const c = parseDoc(withValue('system.data-directory', '/data'), '/r');
       assert.deepEqual(c.deploy, {
@@ -285,12 +294,7 @@ describe('parseConfig', () => {
         keep: 3,
         checkout: 'hardlink',
         etcConflicts: '/r/data/etc-conflicts',
-        boot: 'none',
-        bootDir: '/r/efi',
-        grubEnv: '/r/efi/grub/grubenv',
-        kernelRoot: 'PARTLABEL=data',
-        kernelArgs: [],
-        bootAttempts: 3,
+        ...BOOT_DEFAULTS,
       });
     });
     it('joins given paths with the system root and keeps the values', () => {
@@ -301,12 +305,7 @@ describe('parseConfig', () => {
         keep: 5,
         checkout: 'reflink',
         etcConflicts: '/r/d/c',
-        boot: 'none',
-        bootDir: '/r/efi',
-        grubEnv: '/r/efi/grub/grubenv',
-        kernelRoot: 'PARTLABEL=data',
-        kernelArgs: [],
-        bootAttempts: 3,
+        ...BOOT_DEFAULTS,
       });
     });
     it('reads the boot side: backend, boot dir, grubenv, kernel arguments, attempts', () => {

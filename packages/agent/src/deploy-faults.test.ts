@@ -26,13 +26,13 @@ import {
 import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { encodeTree, scanTree, treeDigest, type Manifest } from '@ferry/core';
-import { needs, tempDir } from '@ferry/testing';
+import { needs, tempDir, treeManifest } from '@ferry/testing';
 import { parseConfig, type DeployConfig } from './config.ts';
 import { listBootEntries } from './deploy-boot.ts';
 import { leftVariable, readGrubDeployments } from './deploy-boot-grub.ts';
 import { deployBootFor } from './deploy-bootloader.ts';
 import { deployOnDevice, type FaultDevice } from './deploy-fault-child.ts';
-import { makeReleaseTree } from './deploy-fixture.ts';
+import { deployToml, makeReleaseTree } from './deploy-fixture.ts';
 import { DeployStore } from './deploy-store.ts';
 import { DEPLOY_FAULT_POINTS, type FaultPoint } from './fault.ts';
 
@@ -61,25 +61,7 @@ interface Side {
 const sides = new Map<Boot, Side>();
 
 function manifest(n: number, bytes: Buffer, entries: number): Manifest {
-  const zero = '0'.repeat(64);
-  const verity = { format: 1, hashAlgorithm: 'sha256', dataBlockSize: 4096, hashBlockSize: 4096 };
-  return {
-    format: 1,
-    compatible: 'board-x',
-    version: `${n}.0.0`,
-    releaseCounter: n,
-    created: '2026-01-01T00:00:00Z',
-    images: {
-      rootfs: {
-        type: 'erofs',
-        size: 4096,
-        sha256: zero,
-        chunkIndex: { sha256: zero, size: 1, chunks: 1 },
-        verity: { ...verity, dataBlocks: 1, rootHash: zero, salt: '', treeSize: 4096 },
-        tree: { sha256: treeDigest(bytes), size: bytes.length, entries },
-      },
-    },
-  } as Manifest;
+  return treeManifest(bytes, entries, { version: `${n}.0.0`, counter: n });
 }
 
 /** Release n: the fixture tree with a kernel and initramfs of its own in boot/. */
@@ -98,22 +80,7 @@ async function release(n: number): Promise<{ dir: string; manifest: string }> {
 }
 
 const toml = (boot: Boot) =>
-  [
-    '[system]',
-    'compatible = "board-x"',
-    'bootloader = "file"',
-    'data-directory = "/data"',
-    '[deploy]',
-    'keep = 2',
-    `boot = "${boot}"`,
-    'boot-dir = "/boot"',
-    '[slot.rootfs.0]',
-    'device = "/a.img"',
-    'bootname = "A"',
-    '[slot.rootfs.1]',
-    'device = "/b.img"',
-    'bootname = "B"',
-  ].join('\n');
+  deployToml(['keep = 2', `boot = "${boot}"`, 'boot-dir = "/boot"'], ['data-directory = "/data"']);
 
 /** Every entry under `dir`: mode, owner and content (or link target), byte for byte. */
 async function snapshot(dir: string): Promise<Map<string, string>> {

@@ -52,3 +52,25 @@ export async function makeReleaseTree(dir: string, release: number, xattrs = tru
     execFileSync('setfattr', ['-n', 'user.label', '-v', 'ferry', join(dir, 'usr/lib/xattr-file')]);
   await chmod(join(dir, 'var/empty'), 0o555);
 }
+
+/**
+ * system.toml of a test device that deploys: compatible "board-x", the file bootloader, two
+ * slots, `system` lines added to [system] and `deploy` lines under [deploy].
+ */
+export function deployToml(deploy: string[], system: string[] = []): string {
+  return [
+    '[system]',
+    'compatible = "board-x"',
+    'bootloader = "file"',
+    ...system,
+    '[deploy]',
+    ...deploy,
+    '[slot.rootfs.0]',
+    'device = "/a.img"',
+    'bootname = "A"',
+    '[slot.rootfs.1]',
+    'device = "/b.img"',
+    'bootname = "B"',
+    '',
+  ].join('\n');
+}

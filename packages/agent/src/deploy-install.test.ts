@@ -13,17 +13,16 @@ import {
   parseTree,
   scanTree,
   treeDigest,
-  type Manifest,
   type TreeListing,
 } from '@ferry/core';
-import { needs, tempDir } from '@ferry/testing';
+import { needs, tempDir, treeManifest } from '@ferry/testing';
 import { parseConfig } from './config.ts';
 import { DeviceDeployments } from './deploy-device.ts';
 import { listBootEntries } from './deploy-boot.ts';
 import { readGrubDeployments } from './deploy-boot-grub.ts';
 import { deployBootFor } from './deploy-bootloader.ts';
 import { deployBootCheck } from './deploy-boot-check.ts';
-import { RELEASE_OBJECTS, makeReleaseTree } from './deploy-fixture.ts';
+import { RELEASE_OBJECTS, deployToml, makeReleaseTree } from './deploy-fixture.ts';
 import { HttpTreeSource } from './deploy-http.ts';
 import { deployRelease, type DeployEvent, type DeployReleaseOptions } from './deploy-install.ts';
 import { objectEntries } from './deploy-objects.ts';
@@ -57,38 +56,11 @@ after(async () => {
 
 /** A manifest as the publishing side signs it (signature checks are the caller's, not tested here). */
 function manifest(n: number, opts: { counter?: number; tree?: boolean; compatible?: string } = {}) {
-  const zero = '0'.repeat(64);
-  const tree = {
-    sha256: treeDigest(bytesOf[n]!),
-    size: bytesOf[n]!.length,
-    entries: trees[n]!.entries.length,
-  };
-  return {
-    format: 1,
-    compatible: opts.compatible ?? 'board-x',
+  return treeManifest(bytesOf[n]!, trees[n]!.entries.length, {
     version: `${n}.0.0`,
-    releaseCounter: opts.counter ?? n,
-    created: '2026-01-01T00:00:00Z',
-    images: {
-      rootfs: {
-        type: 'erofs',
-        size: 4096,
-        sha256: zero,
-        chunkIndex: { sha256: zero, size: 1, chunks: 1 },
-        verity: {
-          format: 1,
-          hashAlgorithm: 'sha256',
-          dataBlockSize: 4096,
-          hashBlockSize: 4096,
-          dataBlocks: 1,
-          rootHash: zero,
-          salt: '',
-          treeSize: 4096,
-        },
-        ...(opts.tree === false ? {} : { tree }),
-      },
-    },
-  } as Manifest;
+    counter: n,
+    ...opts,
+  });
 }
 
 interface Fake {
@@ -251,7 +223,7 @@ describe('deployRelease', () => {
 
 describe('DeviceDeployments', () => {
   async function device(name: string, keep: number) {
-    const toml = `[system]\ncompatible = "board-x"\nbootloader = "file"\ndata-directory = "/${name}"\n[deploy]\nkeep = ${keep}\n[slot.rootfs.0]\ndevice = "/a.img"\nbootname = "A"\n[slot.rootfs.1]\ndevice = "/b.img"\nbootname = "B"\n`;
+    const toml = deployToml([`keep = ${keep}`], [`data-directory = "/${name}"`]);
     const config = parseConfig(toml, { root: t.dir });
     const dev = await DeviceDeployments.open(config);
     const f: Fake = { base: join(t.dir, name), store: dev.store, events: [] };
@@ -450,21 +422,11 @@ describe('deployRelease with a boot side', () => {
 
   const bootConfig = (f: Fake, boot: 'systemd-boot' | 'grub') =>
     parseConfig(
-      [
-        '[system]',
-        'compatible = "board-x"',
-        'bootloader = "file"',
-        '[deploy]',
+      deployToml([
         `boot = "${boot}"`,
         'boot-dir = "/boot"',
         'kernel-args = "console=ttyS0 panic=5"',
-        '[slot.rootfs.0]',
-        'device = "/a.img"',
-        'bootname = "A"',
-        '[slot.rootfs.1]',
-        'device = "/b.img"',
-        'bootname = "B"',
-      ].join('\n'),
+      ]),
       { root: f.base },
     ).deploy;
 
@@ -560,7 +522,7 @@ describe('deployBootCheck', () => {
         mode: 0o755,
       },
     );
-    const toml = `[system]\ncompatible = "board-x"\nbootloader = "file"\n[deploy]\nboot = "systemd-boot"\nboot-dir = "/boot"\nboot-attempts = 2\n[slot.rootfs.0]\ndevice = "/a.img"\nbootname = "A"\n[slot.rootfs.1]\ndevice = "/b.img"\nbootname = "B"\n`;
+    const toml = deployToml(['boot = "systemd-boot"', 'boot-dir = "/boot"', 'boot-attempts = 2']);
     const config = parseConfig(toml, { root: base });
     const dev = await DeviceDeployments.open(config);
     const f: Fake = { base, store: dev.store, events: [] };

@@ -6,20 +6,16 @@
  */
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import {
-  chmod,
-  chown,
-  lstat,
-  mkdir,
-  open,
-  rename,
-  rm,
-  utimes,
-  type FileHandle,
-} from 'node:fs/promises';
+import { chmod, chown, mkdir, open, rename, rm, utimes, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { FerryError, ObjectHasher, type TreeEntry, type TreeListing } from '@ferry/core';
+import {
+  FerryError,
+  ObjectHasher,
+  pathExists,
+  type TreeEntry,
+  type TreeListing,
+} from '@ferry/core';
 import { applyXattrs, syncFs } from './deploy-fs.ts';
 
 /**
@@ -134,21 +130,11 @@ async function fetchObject(
   }
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await lstat(path);
-    return true;
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
-    throw e;
-  }
-}
-
 /** The object ids of `listing` the store at `storeDir` lacks, in listing order. */
 export async function missingObjectIds(storeDir: string, listing: TreeListing): Promise<string[]> {
   const out: string[] = [];
   for (const id of objectEntries(listing).keys())
-    if (!(await exists(objectPath(storeDir, id)))) out.push(id);
+    if (!(await pathExists(objectPath(storeDir, id)))) out.push(id);
   return out;
 }
 

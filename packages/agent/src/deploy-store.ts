@@ -15,6 +15,7 @@ import {
   encodeTree,
   fsyncDir,
   parseTree,
+  pathExists,
   scanTree,
   treeDigest,
   writeFileAtomic,
@@ -158,7 +159,7 @@ export class DeployStore {
         `${missing.length} objects missing, e.g. ${missing[0]}`,
       );
     const treePath = join(this.dir, 'trees', `${tree}.tree`);
-    if (!(await exists(treePath))) await writeFileAtomic(treePath, bytes);
+    if (!(await pathExists(treePath))) await writeFileAtomic(treePath, bytes);
     const id = `${this.#state.next}-${tree.slice(0, 12)}`;
     const tmp = join(this.dir, 'deployments', `.tmp-${id}`);
     await removeTree(tmp);
@@ -301,16 +302,6 @@ export class DeployStore {
     const trees = [];
     for (const d of this.#state.deployments) trees.push(await this.readTree(d.tree));
     return storeUsage(this.dir, trees);
-  }
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await lstat(path);
-    return true;
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
-    throw e;
   }
 }
 

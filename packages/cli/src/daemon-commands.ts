@@ -7,7 +7,6 @@ import {
   Daemon,
   DaemonClient,
   listenDaemonApi,
-  loadConfig,
   probeDaemon,
   type DaemonStatus,
   type StampedEvent,
@@ -15,7 +14,7 @@ import {
 } from '@ferry/agent';
 import { FerryError } from '@ferry/core';
 import { type CommandContext, type CommandSpec } from './command.ts';
-import { DEVICE_OPTIONS, deviceOpts } from './device-options.ts';
+import { DEVICE_OPTIONS, deviceOpts, loadDeviceConfig } from './device-options.ts';
 
 /**
  * A client of the daemon when one answers on the configured socket; undefined when none runs.
@@ -42,13 +41,9 @@ export async function viaDaemon(
 export async function openDevice(
   ctx: CommandContext,
 ): Promise<{ daemon: DaemonClient } | { agent: Agent }> {
-  const o = deviceOpts(ctx);
-  const config = await loadConfig({
-    ...(o.configPath ? { path: o.configPath } : {}),
-    ...(o.root ? { root: o.root } : {}),
-  });
+  const config = await loadDeviceConfig(ctx);
   const daemon = await viaDaemon(config);
-  return daemon ? { daemon } : { agent: await Agent.open(o) };
+  return daemon ? { daemon } : { agent: await Agent.open(deviceOpts(ctx)) };
 }
 
 /** One human line about the daemon, for `ferry status` when it answered through the daemon. */

@@ -97,14 +97,7 @@ async function device(): Promise<DeviceFixture> {
     slotMiB: 8,
     extraToml: `[update]\nrepository = "${nginx.url}/repo"\n`,
   });
-  await copyFile(
-    join(repo, 'metadata', '1.root.json'),
-    join(d.root, 'etc/ferry/repository-root.json'),
-  );
-  await copyFile(
-    join(work.root, 'etc/ferry/keyring/release.pub'),
-    join(d.root, 'etc/ferry/keyring/work.pub'),
-  );
+  await d.trust(work, repo);
   await (await Agent.open({ root: d.root })).install(bundles['1.0.0']!);
   assert.equal(
     await ((await Agent.open({ root: d.root })).bootloader as FileBootloader).boot(),

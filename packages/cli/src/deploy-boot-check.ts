@@ -5,12 +5,20 @@
 import {
   DeviceDeployments,
   deployBootCheck,
-  loadConfig,
   type DeployBootCheckEvent,
+  type HealthResult,
 } from '@ferry/agent';
 import { FerryError } from '@ferry/core';
 import type { CommandContext } from './command.ts';
-import { deviceOpts } from './device-options.ts';
+import { loadDeviceConfig } from './device-options.ts';
+
+/** One line per health check, for the human output of `ferry boot-check`. */
+export function humanChecks(checks: HealthResult[]): string[] {
+  return checks.map(
+    (c) =>
+      `  ${c.ok ? 'ok  ' : 'FAIL'} ${c.name} (${c.seconds.toFixed(1)}s)${c.ok ? '' : `: ${c.detail}`}`,
+  );
+}
 
 /**
  * Runs the deployment boot check when the device boots deployments; false when it boots slots
@@ -20,11 +28,7 @@ export async function deploymentBootCheck(
   ctx: CommandContext,
   o: { reboot?: () => Promise<void>; onEvent?: (e: DeployBootCheckEvent) => void },
 ): Promise<boolean> {
-  const d = deviceOpts(ctx);
-  const config = await loadConfig({
-    ...(d.configPath ? { path: d.configPath } : {}),
-    ...(d.root ? { root: d.root } : {}),
-  });
+  const config = await loadDeviceConfig(ctx);
   if (config.deploy.boot === 'none') return false;
   const r = await deployBootCheck(await DeviceDeployments.open(config), o);
   ctx.out.result(r, () =>
@@ -32,10 +36,7 @@ export async function deploymentBootCheck(
       ...(r.fellBackFrom
         ? [`fell back: ${r.fellBackFrom} did not come up, running ${r.deployment}`]
         : []),
-      ...r.checks.map(
-        (c) =>
-          `  ${c.ok ? 'ok  ' : 'FAIL'} ${c.name} (${c.seconds.toFixed(1)}s)${c.ok ? '' : `: ${c.detail}`}`,
-      ),
+      ...humanChecks(r.checks),
       `${r.deployment}: ${r.result}${r.rolledBackTo ? `, ${r.rolledBackTo} boots next` : ''}`,
     ].join('\n'),
   );

@@ -7,24 +7,17 @@ import { resolve } from 'node:path';
 import {
   deployBundle,
   DeviceDeployments,
-  loadConfig,
   type AgentEvent,
   type DeployStatus,
   type DeployUpdateEvent,
   type EtcChange,
 } from '@ferry/agent';
 import { FileSource } from '@ferry/core';
-import { str, type CommandContext, type CommandSpec } from './command.ts';
-import { DEVICE_OPTIONS, eventSink } from './device-options.ts';
-import { deviceOpts } from './device-options.ts';
+import { str, type CommandContext, type CommandSpec, type OptionSpec } from './command.ts';
+import { DEVICE_OPTIONS, eventSink, loadDeviceConfig } from './device-options.ts';
 
 async function openDeployments(ctx: CommandContext): Promise<DeviceDeployments> {
-  const o = deviceOpts(ctx);
-  const config = await loadConfig({
-    ...(o.configPath ? { path: o.configPath } : {}),
-    ...(o.root ? { root: o.root } : {}),
-  });
-  return DeviceDeployments.open(config);
+  return DeviceDeployments.open(await loadDeviceConfig(ctx));
 }
 
 /**
@@ -32,12 +25,28 @@ async function openDeployments(ctx: CommandContext): Promise<DeviceDeployments> 
  * `update` and `rollback` act on its deployments, as `ferry deploy ...` does.
  */
 export async function bootsDeployments(ctx: CommandContext): Promise<boolean> {
-  const o = deviceOpts(ctx);
-  const config = await loadConfig({
-    ...(o.configPath ? { path: o.configPath } : {}),
-    ...(o.root ? { root: o.root } : {}),
-  });
-  return config.deploy.boot !== 'none';
+  return (await loadDeviceConfig(ctx)).deploy.boot !== 'none';
+}
+
+const IMAGE_OPTION: OptionSpec = {
+  type: 'string',
+  placeholder: 'NAME',
+  description: 'manifest image to deploy',
+  default: 'the only image with a tree, else rootfs',
+};
+
+/** Deploy events to --json / --progress-fd, and object progress to the bar. */
+function deployEvents(
+  ctx: CommandContext,
+  bar: ReturnType<CommandContext['out']['progress']>,
+): (e: DeployUpdateEvent) => void {
+  const sink = eventSink(ctx);
+  return (e) => {
+    // The sink only serialises the event; deploy events share AgentEvent's shape ({ id, ... }).
+    sink?.(e as unknown as AgentEvent);
+    if (e.id === 'deploy.progress')
+      bar.update(e.bytes, e.totalBytes, `objects ${e.done}/${e.total}`);
+  };
 }
 
 const mib = (n: number) => `${(n / 1048576).toFixed(1)} MiB`;
@@ -82,12 +91,7 @@ export const deployUpdate: CommandSpec = {
     "Checks the [update] repository as `ferry update` does (TUF refresh, channel index, manifest verified against the bundle keyring). If the newest release's counter is above the default deployment's, fetches its tree listing (refused unless it is the one the manifest signs) and only the file objects the store lacks, several at once, each verified by id; checks out and verifies the new deployment, merges the running deployment's /etc changes onto the new defaults (conflicts recorded under [deploy] etc-conflicts), then makes it the default, prunes to [deploy] keep and deletes unused objects. The old default stays bootable until the last step.",
   options: {
     ...DEVICE_OPTIONS,
-    image: {
-      type: 'string',
-      placeholder: 'NAME',
-      description: 'manifest image to deploy',
-      default: 'the only image with a tree, else rootfs',
-    },
+    image: IMAGE_OPTION,
     'progress-fd': {
       type: 'string',
       placeholder: 'N',
@@ -98,14 +102,8 @@ export const deployUpdate: CommandSpec = {
   examples: ['ferry deploy update', 'ferry deploy update --json'],
   async run(ctx) {
     const dev = await openDeployments(ctx);
-    const sink = eventSink(ctx);
     const bar = ctx.out.progress('deploy');
-    const onEvent = (e: DeployUpdateEvent) => {
-      // The sink only serialises the event; deploy events share AgentEvent's shape ({ id, ... }).
-      sink?.(e as unknown as AgentEvent);
-      if (e.id === 'deploy.progress')
-        bar.update(e.bytes, e.totalBytes, `objects ${e.done}/${e.total}`);
-    };
+    const onEvent = deployEvents(ctx, bar);
     const image = str(ctx, 'image');
     try {
       const r = await dev.update({ onEvent, ...(image ? { image } : {}) });
@@ -130,29 +128,19 @@ export const deployInstall: CommandSpec = {
   positionals: [{ name: 'BUNDLE', description: 'a bundle file (.fbd)' }],
   options: {
     ...DEVICE_OPTIONS,
-    image: {
-      type: 'string',
-      placeholder: 'NAME',
-      description: 'manifest image to deploy',
-      default: 'the only image with a tree, else rootfs',
-    },
+    image: IMAGE_OPTION,
   },
   json: true,
   examples: ['ferry deploy install /media/usb/gw-1.3.0.fbd'],
   async run(ctx) {
     const dev = await openDeployments(ctx);
-    const sink = eventSink(ctx);
     const bar = ctx.out.progress('deploy');
     const image = str(ctx, 'image');
     const source = new FileSource(resolve(ctx.positionals[0]!));
     try {
       const d = await deployBundle(dev, source, {
         ...(image ? { image } : {}),
-        onEvent: (e) => {
-          sink?.(e as unknown as AgentEvent);
-          if (e.id === 'deploy.progress')
-            bar.update(e.bytes, e.totalBytes, `objects ${e.done}/${e.total}`);
-        },
+        onEvent: deployEvents(ctx, bar),
       });
       bar.done();
       ctx.out.result(

@@ -6,7 +6,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { copyFile, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   createBundle,
@@ -121,14 +121,7 @@ describe('ferry deploy update from a repository', () => {
         extraToml: `[update]\nrepository = "${nginx.url}/repo"\n[deploy]\nkeep = 2\n`,
       });
       try {
-        await copyFile(
-          join(repo, 'metadata', '1.root.json'),
-          join(d.root, 'etc/ferry/repository-root.json'),
-        );
-        await copyFile(
-          join(work.root, 'etc/ferry/keyring/release.pub'),
-          join(d.root, 'etc/ferry/keyring/work.pub'),
-        );
+        await d.trust(work, repo);
         const device = ['--root', d.root, '--json'];
         let log = (await nginx.accessLog()).length;
         const first = await ferry(['deploy', 'update', ...device]);
@@ -188,10 +181,7 @@ describe('ferry deploy update from a repository', () => {
     async () => {
       const d = await makeDevice({ slotMiB: 8, compatible: 'other-board' });
       try {
-        await copyFile(
-          join(work.root, 'etc/ferry/keyring/release.pub'),
-          join(d.root, 'etc/ferry/keyring/work.pub'),
-        );
+        await d.trust(work);
         const device = ['--root', d.root, '--json'];
         const bundle = join(work.root, 'release-1.fbd');
         const refused = await ferry(['deploy', 'install', ...device, bundle]);
@@ -207,10 +197,7 @@ describe('ferry deploy update from a repository', () => {
           extraToml: '[deploy]\nboot = "systemd-boot"\nboot-dir = "/boot"\n',
         });
         try {
-          await copyFile(
-            join(work.root, 'etc/ferry/keyring/release.pub'),
-            join(ok.root, 'etc/ferry/keyring/work.pub'),
-          );
+          await ok.trust(work);
           const okDevice = ['--root', ok.root, '--json'];
           const r = await ferry(['install', ...okDevice, bundle]);
           assert.equal(r.code, 0, r.stderr);

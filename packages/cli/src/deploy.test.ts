@@ -12,8 +12,8 @@ import {
   type DeployStatus,
   type EtcChange,
 } from '@ferry/agent';
-import { encodeTree, scanTree, treeDigest, type Manifest } from '@ferry/core';
-import { needs, tempDir } from '@ferry/testing';
+import { encodeTree, scanTree, type Manifest } from '@ferry/core';
+import { needs, tempDir, treeManifest } from '@ferry/testing';
 
 const caps = needs('setfattr');
 const FERRY = join(import.meta.dirname, '..', 'bin', 'ferry');
@@ -27,35 +27,7 @@ const ferry = (...args: string[]) =>
 /** A manifest signing the tree in `dir` (signatures are not what this test is about). */
 async function manifestFor(dir: string): Promise<Manifest> {
   const listing = await scanTree(dir);
-  const bytes = encodeTree(listing);
-  const zero = '0'.repeat(64);
-  const entries = listing.entries.length;
-  return {
-    format: 1,
-    compatible: 'board-x',
-    version: '1.0.0',
-    releaseCounter: 1,
-    created: '2026-01-01T00:00:00Z',
-    images: {
-      rootfs: {
-        type: 'erofs',
-        size: 4096,
-        sha256: zero,
-        chunkIndex: { sha256: zero, size: 1, chunks: 1 },
-        verity: {
-          format: 1,
-          hashAlgorithm: 'sha256',
-          dataBlockSize: 4096,
-          hashBlockSize: 4096,
-          dataBlocks: 1,
-          rootHash: zero,
-          salt: '',
-          treeSize: 4096,
-        },
-        tree: { sha256: treeDigest(bytes), size: bytes.length, entries },
-      },
-    },
-  };
+  return treeManifest(encodeTree(listing), listing.entries.length);
 }
 
 before(async () => {

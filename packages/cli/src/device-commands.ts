@@ -4,7 +4,7 @@ import { Agent, type AgentEvent, type StatusReport } from '@ferry/agent';
 import { FerryError } from '@ferry/core';
 import { flag, type CommandContext, type CommandSpec } from './command.ts';
 import { humanDaemonStatus, openDevice } from './daemon-commands.ts';
-import { deploymentBootCheck } from './deploy-boot-check.ts';
+import { deploymentBootCheck, humanChecks } from './deploy-boot-check.ts';
 import {
   bootsDeployments,
   deployInstall,
@@ -152,10 +152,7 @@ export const bootCheck: CommandSpec = {
         ...(r.fellBackFrom
           ? [`fell back: ${r.fellBackFrom} did not come up, running ${r.slot}`]
           : []),
-        ...r.checks.map(
-          (c) =>
-            `  ${c.ok ? 'ok  ' : 'FAIL'} ${c.name} (${c.seconds.toFixed(1)}s)${c.ok ? '' : `: ${c.detail}`}`,
-        ),
+        ...humanChecks(r.checks),
         `${r.slot}: ${r.result}`,
       ].join('\n'),
     );

@@ -1,7 +1,7 @@
 /** The options every device command takes, and how they become Agent.open's arguments. */
 import { createWriteStream } from 'node:fs';
 import { resolve } from 'node:path';
-import type { AgentEvent } from '@ferry/agent';
+import { loadConfig, type AgentEvent, type SystemConfig } from '@ferry/agent';
 import { FerryError } from '@ferry/core';
 import { str, type CommandContext, type OptionSpec } from './command.ts';
 
@@ -29,6 +29,15 @@ export function deviceOpts(ctx: CommandContext): { configPath?: string; root?: s
     ...(configPath ? { configPath: resolve(configPath) } : {}),
     ...(root ? { root: resolve(root) } : {}),
   };
+}
+
+/** The device configuration --config and --root name. */
+export function loadDeviceConfig(ctx: CommandContext): Promise<SystemConfig> {
+  const o = deviceOpts(ctx);
+  return loadConfig({
+    ...(o.configPath ? { path: o.configPath } : {}),
+    ...(o.root ? { root: o.root } : {}),
+  });
 }
 
 /** Events as JSON lines: on stdout under --json, and on --progress-fd N for UIs. */

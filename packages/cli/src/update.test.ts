@@ -2,7 +2,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import { zstdCompressSync } from 'node:zlib';
 import { join } from 'node:path';
@@ -43,15 +43,7 @@ async function device(extra = '', url = nginx.url + '/repo'): Promise<DeviceFixt
     slotMiB: 8,
     extraToml: `[update]\nrepository = "${url}"\n${extra}`,
   });
-  await copyFile(
-    join(repo, 'metadata', '1.root.json'),
-    join(d.root, 'etc/ferry/repository-root.json'),
-  );
-  // The fixture's bundles are signed by the work fixture's key: trust it on this device too.
-  await copyFile(
-    join(work.root, 'etc/ferry/keyring/release.pub'),
-    join(d.root, 'etc/ferry/keyring/work.pub'),
-  );
+  await d.trust(work, repo);
   await (await Agent.open({ root: d.root })).install(bundles['1.0.0']!);
   assert.equal(
     await ((await Agent.open({ root: d.root })).bootloader as FileBootloader).boot(),

@@ -4,7 +4,7 @@
  * new, never a mix.
  */
 import { randomBytes } from 'node:crypto';
-import { open, rename, rm } from 'node:fs/promises';
+import { lstat, open, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
 /**
@@ -44,5 +44,19 @@ export async function fsyncDir(dir: string): Promise<void> {
     await d.sync();
   } finally {
     await d.close();
+  }
+}
+
+/**
+ * Whether something exists at `path` (lstat: a symlink counts, its target is not looked at).
+ * Only ENOENT means no; any other error (EACCES, EIO) is thrown, never taken for absence.
+ */
+export async function pathExists(path: string): Promise<boolean> {
+  try {
+    await lstat(path);
+    return true;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw e;
   }
 }

@@ -37,6 +37,7 @@ import {
   ObjectHasher,
   parseEnvelope,
   parseTree,
+  pathExists,
   scanTree,
   TREE_LIMITS,
   treeDigest,
@@ -110,16 +111,6 @@ export function objectPaths(listing: TreeListing): Map<string, TreeEntry> {
   for (const e of listing.entries)
     if (e.type === 'file' && !map.has(e.object!)) map.set(e.object!, e);
   return map;
-}
-
-async function exists(path: string): Promise<boolean> {
-  return stat(path).then(
-    () => true,
-    (e: NodeJS.ErrnoException) => {
-      if (e.code === 'ENOENT') return false;
-      throw e;
-    },
-  );
 }
 
 /** Opens the regular file `rel` below `root` through directory fds, following no symlink. */
@@ -248,7 +239,7 @@ export async function storeTree(
 ): Promise<TreePublishResult> {
   const objects = objectPaths(t.listing);
   const todo: [string, TreeEntry][] = [];
-  for (const [id, e] of objects) if (!(await exists(objectFile(repo, id)))) todo.push([id, e]);
+  for (const [id, e] of objects) if (!(await pathExists(objectFile(repo, id)))) todo.push([id, e]);
   const r = { total: objects.size, added: 0, addedBytes: 0, storedBytes: 0 };
   const staged: Staged[] = [];
   try {
@@ -267,7 +258,7 @@ export async function storeTree(
     for (const s of staged) await rm(s.tmp, { force: true });
   }
   const path = treeFile(repo, t.digest);
-  const treeAdded = !(await exists(path));
+  const treeAdded = !(await pathExists(path));
   if (treeAdded) {
     await mkdir(dirname(path), { recursive: true });
     await writeFileAtomic(
@@ -295,7 +286,7 @@ export async function storeTreeDeltas(
   let n = 0;
   for (const from of bases.filter((b) => b !== to.digest).slice(0, TREE_DELTA_BASES)) {
     const path = treeDeltaFile(repo, to.digest, from);
-    if (await exists(path)) continue;
+    if (await pathExists(path)) continue;
     const base = await readStoredTree(repo, from);
     if (!base) continue;
     const frame = zstdCompressSync(to.bytes, {

@@ -5,7 +5,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmod, mkdir, open, readFile, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, open, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createBundle, generateKeyPair, parsePrivateKey, type PrivateKey } from '@ferry/core';
 import { tempDir } from './fixtures.ts';
@@ -33,6 +33,11 @@ export interface DeviceFixture {
   ): Promise<string>;
   /** Writes an executable health check. */
   healthCheck(name: string, script: string): Promise<void>;
+  /**
+   * Makes this device trust what another fixture signs: its bundle key (as keyring/work.pub)
+   * and, with `repository`, that TUF repository's first root (as repository-root.json).
+   */
+  trust(signer: DeviceFixture, repository?: string): Promise<void>;
   cleanup(): Promise<void>;
 }
 
@@ -133,6 +138,17 @@ export async function makeDevice(opts: DeviceFixtureOptions = {}): Promise<Devic
       const p = join(root, 'etc/ferry/health.d', name);
       await writeFile(p, `#!/bin/sh\n${script}\n`);
       await chmod(p, 0o755);
+    },
+    async trust(signer, repository) {
+      if (repository)
+        await copyFile(
+          join(repository, 'metadata', '1.root.json'),
+          join(root, 'etc/ferry/repository-root.json'),
+        );
+      await copyFile(
+        join(signer.root, 'etc/ferry/keyring/release.pub'),
+        join(root, 'etc/ferry/keyring/work.pub'),
+      );
     },
     cleanup,
   };

@@ -14,3 +14,4 @@ export {
   type Partition,
 } from './device-fixture.ts';
 export { startPostgres, postgresBinDir, type Postgres } from './postgres.ts';
+export { treeManifest, type TreeManifestOptions } from './tree-manifest.ts';

@@ -25,10 +25,10 @@ import {
   parsePublicKey,
   scanTree,
   signManifest,
-  treeDigest,
   verifyManifestEnvelope,
   type Manifest,
 } from '@ferry/core';
+import { treeManifest } from '@ferry/testing';
 import { REPO } from './cache.ts';
 
 const GUEST = join(REPO, 'packages', 'vm', 'guest');
@@ -132,33 +132,11 @@ export async function signedTreeManifest(
   keys: ReturnType<typeof releaseKeys>,
 ): Promise<Manifest> {
   const tree = await scanTree(dir);
-  const listing = encodeTree(tree);
-  const zero = '0'.repeat(64);
-  const manifest = {
-    format: 1,
+  const manifest = treeManifest(encodeTree(tree), tree.entries.length, {
     compatible: DEPLOY_COMPATIBLE,
     version: spec.version,
-    releaseCounter: spec.counter,
-    created: '2024-01-01T00:00:00Z',
-    images: {
-      rootfs: {
-        type: 'squashfs',
-        size: 4096,
-        sha256: zero,
-        chunkIndex: { sha256: zero, size: 1, chunks: 1 },
-        verity: {
-          format: 1,
-          hashAlgorithm: 'sha256',
-          dataBlockSize: 4096,
-          hashBlockSize: 4096,
-          dataBlocks: 1,
-          rootHash: zero,
-          salt: '',
-          treeSize: 4096,
-        },
-        tree: { sha256: treeDigest(listing), size: listing.length, entries: tree.entries.length },
-      },
-    },
-  } as unknown as Manifest;
+    counter: spec.counter,
+    type: 'squashfs',
+  });
   return verifyManifestEnvelope(signManifest(manifest, [keys.key]), keys.keyring).manifest;
 }
