@@ -10,7 +10,9 @@ import { bootableSlots, loadConfig, type SlotConfig, type SystemConfig } from '.
 import { detectBootedSlot } from './booted.ts';
 import { runHealthChecks, type HealthResult } from './health.ts';
 import { installBundle, installRelease, type InstallEvent, type InstallResult } from './install.ts';
-import { checkUpdate, openRepoRelease, type UpdateCheck } from './update.ts';
+import { checkUpdate, openRepoRelease, type ReleaseChoice, type UpdateCheck } from './update.ts';
+import type { TufClient } from './tuf-client.ts';
+import { FleetSession, type FleetCycleOptions, type FleetCycleResult } from './fleet.ts';
 import { StateStore, type AgentState } from './state.ts';
 
 export type AgentEvent =
@@ -207,25 +209,25 @@ export class Agent {
    * slot holds. With `stage`, the slot is written and verified but not made primary.
    */
   async update(
-    opts: { onEvent?: (e: AgentEvent) => void; stage?: boolean; signal?: AbortSignal } = {},
+    opts: {
+      onEvent?: (e: AgentEvent) => void;
+      stage?: boolean;
+      signal?: AbortSignal;
+      /** Install this release rather than the newest (the fleet server's assignment). */
+      choice?: { release: ReleaseChoice; tuf: TufClient; config: SystemConfig };
+    } = {},
   ): Promise<UpdateResult> {
     const keyring = await loadKeyring(this.config.keyring);
     const booted = this.requireBooted();
     const state = await this.state.load();
-    const { check, found, tuf } = await checkUpdate({
-      config: this.config,
-      keyring,
-      state,
-      booted,
-    });
+    const config = opts.choice?.config ?? this.config;
+    const { check, found, tuf } = await checkUpdate(
+      { config, keyring, state, booted },
+      opts.choice ? { choice: opts.choice.release, tuf: opts.choice.tuf } : {},
+    );
     opts.onEvent?.({ id: 'update.checked', check });
     if (!check.available) return { check, staged: false };
-    const release = await openRepoRelease(
-      { config: this.config, state, booted },
-      tuf,
-      found,
-      opts.signal,
-    );
+    const release = await openRepoRelease({ config, state, booted }, tuf, found, opts.signal);
     try {
       const installed = await installRelease({
         config: this.config,
@@ -241,6 +243,11 @@ export class Agent {
     } finally {
       await release.close();
     }
+  }
+
+  /** One cycle with the fleet server of [server] (fleet.ts): enrol, report, check in, install. */
+  async fleetCycle(opts: FleetCycleOptions = {}): Promise<FleetCycleResult> {
+    return new FleetSession(this).cycle(opts);
   }
 
   /** Makes the staged slot primary (the commit point a staged update waited for). */

@@ -41,6 +41,13 @@ export const CONFIG_KEYS = {
     timeout: 'integer',
     'min-rate': 'integer',
   },
+  server: {
+    url: 'string',
+    key: 'string',
+    token: 'string',
+    'director-keyring': 'string',
+    'hardware-id': 'string',
+  },
   daemon: {
     socket: 'string',
     interval: 'integer',
@@ -89,6 +96,7 @@ export interface RawConfig {
   policy: Values<typeof CONFIG_KEYS.policy>;
   health: Values<typeof CONFIG_KEYS.health>;
   update: Values<typeof CONFIG_KEYS.update>;
+  server: Values<typeof CONFIG_KEYS.server>;
   daemon: Values<typeof CONFIG_KEYS.daemon>;
   deploy: Values<typeof CONFIG_KEYS.deploy>;
   bootloader: Record<string, Record<string, unknown>>;
@@ -176,6 +184,7 @@ export function checkSchema(doc: Record<string, unknown>, where = ''): RawConfig
     policy: checkTable(where, 'policy', doc.policy, CONFIG_KEYS.policy),
     health: checkTable(where, 'health', doc.health, CONFIG_KEYS.health),
     update: checkTable(where, 'update', doc.update, CONFIG_KEYS.update),
+    server: checkTable(where, 'server', doc.server, CONFIG_KEYS.server),
     daemon: checkTable(where, 'daemon', doc.daemon, CONFIG_KEYS.daemon),
     deploy: checkTable(where, 'deploy', doc.deploy, CONFIG_KEYS.deploy),
     bootloader: checkBootloaders(where, doc.bootloader),

@@ -277,6 +277,25 @@ describe('parseConfig', () => {
     it('refuses a malformed channel', () => refuses(withValue('update.channel', 'Stable')));
   });
 
+  describe('when [server] is set', () => {
+    it('has no fleet server without a url', () => assert.equal(parseDoc(base()).server, undefined));
+    it('defaults the device key to the data directory and the director keyring to /etc/ferry', () => {
+      const c = parseDoc(withValue('server.url', 'https://fleet.example/'), '/r');
+      assert.deepEqual(c.server, {
+        url: 'https://fleet.example',
+        key: '/r/var/lib/ferry/device.key',
+        directorKeyring: '/r/etc/ferry/director-keyring',
+      });
+    });
+    it('refuses a url that is not http(s), and keys without a url', () => {
+      refuses(withValue('server.url', 'fleet.example'));
+      refuses(withValue('server.token', 'abc'));
+      const doc = withValue('server.url', 'https://f.example');
+      (doc.server as Record<string, unknown>).token = 'has space';
+      refuses(doc);
+    });
+  });
+
   describe('when [deploy] is set', () => {
     /** The boot side of [deploy] when none of its keys is given, under root /r. */
     const BOOT_DEFAULTS = {

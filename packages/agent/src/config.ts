@@ -50,6 +50,8 @@ export interface SystemConfig {
   health: { dir: string; timeoutSeconds: number };
   /** Where updates come from ([update]); `repository` is absent when none is configured. */
   update: UpdateConfig;
+  /** The fleet server the device checks in with ([server]); absent when none is configured. */
+  server?: ServerConfig;
   /** The update daemon's policies ([daemon]). */
   daemon: DaemonConfig;
   /** The deployment store ([deploy]). */
@@ -74,6 +76,20 @@ export interface UpdateConfig {
   timeoutSeconds: number;
   /** Bytes per second below which a transfer is abandoned (measured over 10 s windows); 0 = off. */
   minRate: number;
+}
+
+/** [server]: the fleet server, the device's own key and the director keys it trusts. */
+export interface ServerConfig {
+  /** Base URL of the fleet server (`/api/v1/device/...` below it). */
+  url: string;
+  /** The device's ed25519 private key (PEM); created on first use, mode 0600. */
+  key: string;
+  /** Enrolment token given at the first contact; without one an admin approves the device. */
+  token?: string;
+  /** Keyring of the director's public keys: assignments must carry a signature by one. */
+  directorKeyring: string;
+  /** Hardware id reported in the inventory. */
+  hardwareId?: string;
 }
 
 export const DAEMON_INSTALL_POLICIES = ['auto', 'download-only', 'ask'] as const;
@@ -211,6 +227,7 @@ function normalise(raw: RawConfig, root: string, path: string, where: string): S
       timeoutSeconds: intIn(where, '[health] timeout', raw.health.timeout, 60, 1, 86400),
     },
     update: normaliseUpdate(raw, root, where),
+    ...normaliseServer(raw, root, dataDir, where),
     daemon: normaliseDaemon(raw, root, where),
     deploy: normaliseDeploy(raw, root, dataDir, where),
     slots: normaliseSlots(raw, root, where),
@@ -239,6 +256,38 @@ function normaliseUpdate(raw: RawConfig, root: string, where: string): UpdateCon
     bandwidth: intIn(where, '[update] bandwidth', u.bandwidth, 0, 0, 1e12),
     timeoutSeconds: intIn(where, '[update] timeout', u.timeout, 60, 1, 86400),
     minRate: intIn(where, '[update] min-rate', u['min-rate'], 1024, 0, 1e12),
+  };
+}
+
+function normaliseServer(
+  raw: RawConfig,
+  root: string,
+  dataDir: string,
+  where: string,
+): { server?: ServerConfig } {
+  const s = raw.server;
+  if (s.url === undefined) {
+    const set = Object.keys(s);
+    if (set.length > 0) throw invalid(where, `[server] ${set[0]} needs [server] url`);
+    return {};
+  }
+  if (!/^https?:\/\/[^\s]+$/.test(s.url))
+    throw invalid(where, `[server] url must be an http(s) URL, not '${s.url}'`);
+  if (s.token !== undefined && !/^[\x21-\x7e]{1,128}$/.test(s.token))
+    throw invalid(where, '[server] token must be 1-128 printable characters without spaces');
+  return {
+    server: {
+      url: s.url.replace(/\/+$/, ''),
+      key: s.key ? rootPath(where, '[server] key', s.key, root) : join(dataDir, 'device.key'),
+      ...(s.token !== undefined ? { token: s.token } : {}),
+      directorKeyring: rootPath(
+        where,
+        '[server] director-keyring',
+        s['director-keyring'] ?? '/etc/ferry/director-keyring',
+        root,
+      ),
+      ...(s['hardware-id'] !== undefined ? { hardwareId: s['hardware-id'] } : {}),
+    },
   };
 }
 

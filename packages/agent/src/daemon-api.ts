@@ -48,6 +48,7 @@ type Route = { method: 'GET' | 'POST'; run: (d: Daemon, body: unknown) => Promis
 const ROUTES: Record<string, Route> = {
   '/v1/status': { method: 'GET', run: (d) => d.status() },
   '/v1/check': { method: 'POST', run: (d) => d.check() },
+  '/v1/cycle': { method: 'POST', run: (d) => d.runCycle() },
   '/v1/install': { method: 'POST', run: (d, b) => d.install(parseInstallBody(b)) },
   '/v1/mark': {
     method: 'POST',

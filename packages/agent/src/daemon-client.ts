@@ -80,6 +80,12 @@ export class DaemonClient {
     return onEvent ? this.#following(call, onEvent) : call();
   }
 
+  /** POST /v1/cycle: one scheduled cycle now (the fleet server's when [server] is set). */
+  cycle(onEvent?: (e: StampedEvent) => void): Promise<DaemonInstallOutcome> {
+    const call = () => this.#call<DaemonInstallOutcome>('POST', '/v1/cycle', {});
+    return onEvent ? this.#following(call, onEvent) : call();
+  }
+
   mark(
     state: 'good' | 'bad' | 'active',
     slot?: string,

@@ -35,9 +35,16 @@ export interface DaemonUpdateResult {
 /** Any event the agent emits; the daemon forwards them unchanged. */
 export type ForwardedEvent = { id: string };
 
+/** What `Agent.fleetCycle()` answers (the subset the daemon reads). */
+export interface DaemonFleetCycle {
+  action: string;
+  assignment?: { rolloutId: string; version: string; releaseCounter: number };
+  installed?: InstallResult;
+}
+
 /** The part of `Agent` the daemon drives: the real Agent satisfies it. */
 export interface DaemonAgent {
-  readonly config: { daemon: DaemonConfig };
+  readonly config: { daemon: DaemonConfig; server?: unknown };
   status(): Promise<StatusReport>;
   install(source: string, onEvent?: (e: AgentEvent) => void): Promise<InstallResult>;
   mark(
@@ -55,6 +62,12 @@ export interface DaemonAgent {
   }): Promise<DaemonUpdateResult>;
   activateStaged(): Promise<{ slot: string; bootname: string }>;
   rebase(channel: string): Promise<void>;
+  /** One cycle with the fleet server ([server] set): what the director assigns, verified. */
+  fleetCycle?(opts: {
+    onEvent?: (e: ForwardedEvent) => void;
+    stage?: boolean;
+    signal?: AbortSignal;
+  }): Promise<DaemonFleetCycle>;
 }
 
 export type DaemonOperation =
@@ -318,6 +331,8 @@ export class Daemon {
   }
 
   async #cycle(signal: AbortSignal): Promise<DaemonInstallOutcome> {
+    if (this.agent.config.server !== undefined && this.agent.fleetCycle)
+      return this.#fleetCycle(signal, this.agent.fleetCycle.bind(this.agent));
     const check = await this.#check();
     const sha = check.latest?.manifestSha256;
     if (!check.available || !sha) return { action: 'up-to-date', check };
@@ -333,6 +348,32 @@ export class Daemon {
       stage: this.#cfg.install !== 'auto',
     });
     return this.#afterUpdate(r, true);
+  }
+
+  /** A cycle with the fleet server: the director, not the newest release, decides. */
+  async #fleetCycle(
+    signal: AbortSignal,
+    cycle: NonNullable<DaemonAgent['fleetCycle']>,
+  ): Promise<DaemonInstallOutcome> {
+    const r = await cycle({ onEvent: this.#forward, signal, stage: this.#cfg.install !== 'auto' });
+    const a = r.assignment;
+    const check: DaemonCheck = {
+      channel: 'fleet',
+      ...(a
+        ? {
+            latest: {
+              version: a.version,
+              releaseCounter: a.releaseCounter,
+              manifestSha256: r.installed?.manifestSha256 ?? '',
+            },
+          }
+        : {}),
+      available: r.installed !== undefined,
+    };
+    this.#lastCheck = { at: this.#iso(), check };
+    if (!r.installed)
+      return { action: r.action === 'waiting' ? 'pending-reboot' : 'up-to-date', check };
+    return this.#afterUpdate({ check, installed: r.installed, staged: r.installed.staged }, true);
   }
 
   async #afterUpdate(r: DaemonUpdateResult, applyPolicy: boolean): Promise<DaemonInstallOutcome> {

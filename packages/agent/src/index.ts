@@ -175,3 +175,18 @@ export {
 export { DEPLOY_FAULT_POINTS } from './fault.ts';
 export { recoverDeployments, type RecoverResult } from './deploy-recover.ts';
 export { deployBundle } from './deploy-bundle.ts';
+export {
+  FleetSession,
+  type FleetCycleOptions,
+  type FleetCycleResult,
+  type FleetEvent,
+} from './fleet.ts';
+export { FleetClient, type CheckinAnswer } from './fleet-client.ts';
+export {
+  inventoryOf,
+  loadFleetState,
+  AGENT_VERSION,
+  type FleetState,
+  type FleetAssignment,
+} from './fleet-state.ts';
+export { directorKeys } from './fleet-keys.ts';

@@ -104,7 +104,7 @@ function tufDirs(config: SystemConfig) {
 }
 
 /** A TUF client for this cycle, seeded with the image's trusted root on first use. */
-async function openTuf(config: SystemConfig): Promise<TufClient> {
+export async function openTuf(config: SystemConfig): Promise<TufClient> {
   const repo = config.update.repository;
   if (!repo)
     throw new FerryError('UPDATE_NOT_CONFIGURED', `no [update] repository in ${config.path}`);
@@ -127,18 +127,27 @@ async function fetchTarget(tuf: TufClient, name: string): Promise<Buffer> {
   return readFile(path);
 }
 
+/** A release chosen by someone else (the fleet server's director), instead of the newest. */
+export interface ReleaseChoice {
+  channel: string;
+  /** TUF target path of the release's manifest, as the channel index lists it. */
+  manifestPath: string;
+}
+
 /**
- * Refreshes TUF metadata and finds the newest release of the device's channel and compatible.
+ * Refreshes TUF metadata and finds the newest release of the device's channel and compatible,
+ * or the release `choice` names (with a refreshed `tuf` client, when the caller has one).
  * Throws TUF_* codes, UPDATE_NOT_CONFIGURED, UPDATE_NO_RELEASE, UPDATE_INDEX_INVALID and the
  * manifest's signature codes.
  */
 export async function checkUpdate(
   ctx: UpdateContext,
+  opts: { choice?: ReleaseChoice; tuf?: TufClient } = {},
 ): Promise<{ check: UpdateCheck; found: FoundRelease; tuf: TufClient }> {
   const { config, state } = ctx;
-  const channel = state.channel ?? config.update.channel;
-  const tuf = await openTuf(config);
-  await tuf.refresh();
+  const channel = opts.choice?.channel ?? state.channel ?? config.update.channel;
+  const tuf = opts.tuf ?? (await openTuf(config));
+  if (!opts.tuf) await tuf.refresh();
   const indexName = `channels/${channel}/${config.compatible}/index/releases.json`;
   const bytes = await fetchTarget(tuf, indexName).catch((e: unknown) => {
     if (isFerryError(e, 'TUF_TARGET_NOT_FOUND'))
@@ -149,12 +158,18 @@ export async function checkUpdate(
     throw e;
   });
   const entries = parseChannelIndex(bytes, channel, config.compatible);
-  const entry = entries.reduce<IndexEntry | undefined>(
-    (best, e) => (!best || e.releaseCounter > best.releaseCounter ? e : best),
-    undefined,
-  );
+  const choice = opts.choice?.manifestPath;
+  const entry = choice
+    ? entries.find((e) => e.manifest === choice)
+    : entries.reduce<IndexEntry | undefined>(
+        (best, e) => (!best || e.releaseCounter > best.releaseCounter ? e : best),
+        undefined,
+      );
   if (!entry)
-    throw new FerryError('UPDATE_NO_RELEASE', `channel ${channel} lists no ${config.compatible}`);
+    throw new FerryError(
+      'UPDATE_NO_RELEASE',
+      `channel ${channel} lists no ${choice ?? config.compatible}`,
+    );
   // TUF pins the bytes; the bundle keyring must sign them too, as for a bundle from a USB stick.
   const envelope = parseEnvelope(await fetchTarget(tuf, entry.manifest));
   const { manifest } = verifyManifestEnvelope(envelope, ctx.keyring);

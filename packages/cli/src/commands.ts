@@ -14,6 +14,7 @@ import {
 } from './device-commands.ts';
 import { activate, check, rebase, update } from './update-commands.ts';
 import { daemon } from './daemon-commands.ts';
+import { fleetCheckin, fleetStatus } from './fleet-commands.ts';
 import {
   deployGc,
   deployInstall,
@@ -74,6 +75,8 @@ export const COMMANDS: CommandSpec[] = [
   deployGc,
   etcDiff,
   daemon,
+  fleetCheckin,
+  fleetStatus,
   server,
   sim,
   demo,

@@ -1,6 +1,6 @@
 /** Device commands: status, install, boot-check, mark-*, rollback. Thin wrappers over Agent. */
 import { resolve } from 'node:path';
-import { Agent, type AgentEvent, type StatusReport } from '@ferry/agent';
+import { Agent, FleetSession, type AgentEvent, type StatusReport } from '@ferry/agent';
 import { FerryError } from '@ferry/core';
 import { flag, type CommandContext, type CommandSpec } from './command.ts';
 import { humanDaemonStatus, openDevice } from './daemon-commands.ts';
@@ -143,10 +143,19 @@ export const bootCheck: CommandSpec = {
     });
     if (viaDeployments) return;
     const agent = await openAgent(ctx);
+    // The fleet server hears the outcome before a reboot into the fallback, when it can.
     const r = await agent.bootCheck({
-      reboot,
+      reboot: false,
       ...(sink ? { onEvent: sink } : {}),
     });
+    const reported = agent.config.server
+      ? await new FleetSession(agent)
+          .reportOutcome(sink as Parameters<FleetSession['reportOutcome']>[0])
+          .catch((e: unknown) => ({ error: (e as Error).message }))
+      : undefined;
+    if (reported && 'error' in reported)
+      ctx.out.stderr.write(`fleet server not told yet (next check-in will): ${reported.error}\n`);
+    if (r.result === 'bad' && reboot) await agent.rebootNow();
     ctx.out.result(r, () =>
       [
         ...(r.fellBackFrom

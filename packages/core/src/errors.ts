@@ -177,6 +177,9 @@ export const ERROR_CODES = {
   DEVICE_ASSIGNMENT_MISMATCH: 'a director assignment disagrees with the TUF targets metadata',
   DEVICE_ASSIGNMENT_DOWNGRADE:
     'a director assignment names a lower release counter (rollback attack)',
+  FLEET_NOT_CONFIGURED: 'the device has no [server] url in system.toml',
+  FLEET_UNREACHABLE:
+    'the fleet server cannot be reached, or answers with something other than the device protocol',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -3,7 +3,16 @@
  * exactly these; the dashboard renders them (fleet overview, device list and detail, releases
  * and channels, rollouts with phase progress, audit log).
  */
-import type { DeviceUpdateState, DeviceFilter, MaintenanceWindow, Role } from './schemas.ts';
+import { z } from 'zod';
+import {
+  ROLES,
+  groupCreateSchema,
+  rolloutCreateSchema,
+  type DeviceUpdateState,
+  type DeviceFilter,
+  type MaintenanceWindow,
+  type Role,
+} from './schemas.ts';
 import type { SignedAssignment } from './director.ts';
 
 /** Every error response: `{ code, message }` with a stable code (docs/errors.md). */
@@ -135,3 +144,52 @@ export interface Page<T> {
   items: T[];
   total: number;
 }
+
+/** An enrolment token as GET /api/v1/enrolment-tokens lists it (never the token itself). */
+export interface EnrolmentTokenView {
+  /** The first 16 hex digits of the token's SHA-256: names it for revocation. */
+  id: string;
+  channel: string;
+  tags: string[];
+  usesLeft: number;
+  expiresAt: number;
+  state: 'active' | 'expired' | 'used-up';
+  createdBy: string;
+  createdAt: number;
+}
+
+/** POST /api/v1/enrolment-tokens response: the only time the token is shown. */
+export interface EnrolmentTokenCreated {
+  id: string;
+  token: string;
+  uses: number;
+  expiresAt: number;
+  channel: string;
+  tags: string[];
+}
+
+/** A saved group as GET /api/v1/groups lists it. */
+export interface GroupView {
+  name: string;
+  filter: DeviceFilter;
+  createdAt: number;
+}
+
+/** An admin user as GET /api/v1/users lists it. */
+export interface UserView {
+  username: string;
+  role: Role;
+  createdAt: number;
+}
+
+/** POST /api/v1/users/:username/role body. */
+export const userRoleSchema = z.strictObject({ role: z.enum(ROLES) });
+
+/**
+ * POST /api/v1/rollouts body as the admin API takes it: a rollout, optionally to a saved
+ * group. The server resolves the group into the rollout's filter when it creates it.
+ */
+export const rolloutRequestSchema = rolloutCreateSchema.extend({
+  group: groupCreateSchema.shape.name.optional(),
+});
+export type RolloutRequest = z.infer<typeof rolloutRequestSchema>;

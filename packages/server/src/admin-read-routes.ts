@@ -70,10 +70,6 @@ export function adminReadRoutes(ctx: ServerContext, read: Read): void {
       })),
     );
   });
-  read('/groups', 'viewer', async (c) => {
-    const rows = await ctx.db.selectFrom('device_groups').selectAll().orderBy('name').execute();
-    return c.json(rows.map((g) => ({ name: g.name, filter: JSON.parse(g.filter) as unknown })));
-  });
   read('/rollouts', 'viewer', async (c) => {
     const rows = await ctx.db
       .selectFrom('rollouts')

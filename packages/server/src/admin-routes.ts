@@ -10,11 +10,8 @@ import { FerryError } from '@ferry/core';
 import {
   deviceFilterSchema,
   devicePatchSchema,
-  enrolmentTokenCreateSchema,
-  groupCreateSchema,
   loginSchema,
-  rolloutCreateSchema,
-  userCreateSchema,
+  rolloutRequestSchema,
   type Role,
   type SessionView,
 } from '@ferry/protocol';
@@ -22,7 +19,6 @@ import {
   CSRF_HEADER,
   SESSION_COOKIE,
   checkCsrf,
-  createUser,
   login,
   logout,
   requireRole,
@@ -30,21 +26,16 @@ import {
 } from './admin-auth.ts';
 import { audit, listAudit } from './audit.ts';
 import { parseBody, parseValue, type ServerContext } from './context.ts';
-import {
-  getDevice,
-  listDevices,
-  newToken,
-  patchDevice,
-  setDeviceStatus,
-  tokenHash,
-} from './devices.ts';
+import { getDevice, listDevices, patchDevice, setDeviceStatus } from './devices.ts';
+import { resolveRolloutRequest } from './admin-groups.ts';
+import { adminManageRoutes, type AdminEnv } from './admin-manage-routes.ts';
 import { adminReadRoutes } from './admin-read-routes.ts';
 import { changeRolloutState, createRollout, getRollout, rolloutView } from './rollouts.ts';
 import { importReleases } from './releases.ts';
 import { readRepositoryReleases } from './repository.ts';
 import { LoginLimiter } from './rate-limit.ts';
 
-type Env = { Variables: { username: string; role: Role } };
+type Env = AdminEnv;
 type Handler = (c: Context<Env>, body: Uint8Array) => Promise<Response>;
 
 /** Page bounds from ?limit=&offset= (limit 1-500, default 50). */
@@ -111,7 +102,7 @@ export function adminRoutes(ctx: ServerContext): Hono<Env> {
     app.post(path, session(min, true), async (c) => {
       const body = new Uint8Array(await c.req.arrayBuffer());
       const res = await h(c, body);
-      const target = c.req.param('id') ?? null;
+      const target = c.get('auditTarget') ?? c.req.param('id') ?? null;
       await audit(ctx.db, c.get('username'), action, target, auditDetail(body), ctx.now());
       ctx.logger.log('info', 'admin.action', { username: c.get('username'), action, target });
       return res;
@@ -163,6 +154,7 @@ export function adminRoutes(ctx: ServerContext): Hono<Env> {
   });
 
   adminReadRoutes(ctx, read);
+  adminManageRoutes(ctx, read, write);
 
   read('/devices/:id', 'viewer', async (c) => c.json(await getDevice(ctx.db, c.req.param('id')!)));
   read('/devices', 'viewer', async (c) => {
@@ -187,41 +179,6 @@ export function adminRoutes(ctx: ServerContext): Hono<Env> {
     await patchDevice(ctx.db, c.req.param('id')!, parseBody(devicePatchSchema, b));
     return c.json({ ok: true });
   });
-  write('/enrolment-tokens', 'operator', 'token.create', async (c, b) => {
-    const body = parseBody(enrolmentTokenCreateSchema, b);
-    const token = newToken();
-    const now = ctx.now();
-    const expiresAt = now + body.expiresInHours * 3600_000;
-    await ctx.db
-      .insertInto('enrolment_tokens')
-      .values({
-        token_hash: tokenHash(token),
-        uses_left: body.uses,
-        expires_at: expiresAt,
-        channel: body.channel,
-        tags: JSON.stringify([...new Set(body.tags)].sort()),
-        created_by: c.get('username'),
-        created_at: now,
-      })
-      .execute();
-    return c.json({ token, expiresAt, uses: body.uses }, 201);
-  });
-  write('/users', 'admin', 'user.create', async (c, b) => {
-    const body = parseBody(userCreateSchema, b);
-    await createUser(ctx.db, body.username, body.password, body.role, ctx.now());
-    return c.json({ username: body.username, role: body.role }, 201);
-  });
-  write('/groups', 'operator', 'group.create', async (c, b) => {
-    const body = parseBody(groupCreateSchema, b);
-    const r = await ctx.db
-      .insertInto('device_groups')
-      .values({ name: body.name, filter: JSON.stringify(body.filter), created_at: ctx.now() })
-      .onConflict((oc) => oc.column('name').doNothing())
-      .returning('name')
-      .executeTakeFirst();
-    if (!r) throw new FerryError('SERVER_CONFLICT', `group ${body.name} exists`);
-    return c.json(body, 201);
-  });
   write('/releases/import', 'operator', 'release.import', async (c) => {
     if (!ctx.repository)
       throw new FerryError('SERVER_CONFIG', 'the server has no repository configured');
@@ -229,12 +186,9 @@ export function adminRoutes(ctx: ServerContext): Hono<Env> {
     return c.json(await importReleases(ctx.db, found, ctx.now()));
   });
   write('/rollouts', 'operator', 'rollout.create', async (c, b) => {
-    const id = await createRollout(
-      ctx.db,
-      parseBody(rolloutCreateSchema, b),
-      c.get('username'),
-      ctx.now(),
-    );
+    const body = await resolveRolloutRequest(ctx.db, parseBody(rolloutRequestSchema, b));
+    const id = await createRollout(ctx.db, body, c.get('username'), ctx.now());
+    c.set('auditTarget', id);
     ctx.rollouts.invalidate();
     return c.json(await rolloutView(ctx.db, await getRollout(ctx.db, id)), 201);
   });

@@ -16,19 +16,27 @@ import {
 /** How long an assignment stays valid: the device re-checks-in long before. */
 export const ASSIGNMENT_TTL_MS = 60 * 60 * 1000;
 
-/** Signs assignments with one online key. */
+function publicOf(key: PrivateKey): DirectorKey {
+  const jwk = createPublicKey(key.key).export({ format: 'jwk' });
+  return { keyId: key.keyId, publicKey: Buffer.from(jwk.x ?? '', 'base64url').toString('hex') };
+}
+
+/**
+ * Signs assignments with the online key, and during a key rotation with the keys it replaces
+ * as well, so devices whose image still trusts only an older key accept every assignment
+ * (docs/fleet.md, "Director keys and their rotation").
+ */
 export class Director {
-  readonly #key: PrivateKey;
+  readonly #keys: PrivateKey[];
   /** The public half devices pin (keyId and raw key in hex). */
   readonly publicKey: DirectorKey;
+  /** Every key that signs, the current one first. */
+  readonly publicKeys: DirectorKey[];
 
-  constructor(key: PrivateKey) {
-    this.#key = key;
-    const jwk = createPublicKey(key.key).export({ format: 'jwk' });
-    this.publicKey = {
-      keyId: key.keyId,
-      publicKey: Buffer.from(jwk.x ?? '', 'base64url').toString('hex'),
-    };
+  constructor(key: PrivateKey, previous: PrivateKey[] = []) {
+    this.#keys = [key, ...previous.filter((k) => k.keyId !== key.keyId)];
+    this.publicKeys = this.#keys.map(publicOf);
+    this.publicKey = this.publicKeys[0]!;
   }
 
   /** A director with a fresh key (tests, `ferry server` without --director-key). */
@@ -38,7 +46,7 @@ export class Director {
 
   /** Signs `a`. */
   sign(a: Assignment): SignedAssignment {
-    const signatures = signPayload(ASSIGNMENT_CONTEXT, assignmentPayload(a), [this.#key]);
+    const signatures = signPayload(ASSIGNMENT_CONTEXT, assignmentPayload(a), this.#keys);
     return { signed: a, signatures };
   }
 }

@@ -3,7 +3,8 @@
  * The admin API as the dashboard calls it: same origin, the session cookie (HttpOnly, Path=/api/)
  * sent by the browser, and the session's CSRF token echoed in `x-csrf-token` on every POST.
  */
-import type { ErrorBody, SessionView } from '@ferry/protocol';
+import type { ErrorBody, Role, SessionView } from '@ferry/protocol';
+import { ROLE_NAMES } from './states.ts';
 
 /** An error answer of the API, with its stable code. */
 export class ApiError extends Error {
@@ -99,7 +100,6 @@ export function query(params: Record<string, string | number | undefined>): stri
 }
 
 /** Whether the session's role is at least `min`. */
-export function can(min: 'viewer' | 'operator' | 'admin'): boolean {
-  const order = ['viewer', 'operator', 'admin'];
-  return session !== null && order.indexOf(session.role) >= order.indexOf(min);
+export function can(min: Role): boolean {
+  return session !== null && ROLE_NAMES.indexOf(session.role) >= ROLE_NAMES.indexOf(min);
 }

@@ -5,65 +5,23 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium, type Browser, type Page } from 'playwright-core';
-import { build } from 'vite';
-import {
-  AdminClient,
-  createServer,
-  importReleases,
-  openDatabase,
-  simulate,
-  type Database,
-  type FleetServer,
-  type SimStats,
-} from '@ferry/server';
+import type { Browser, Page } from 'playwright-core';
+import { AdminClient, simulate, type SimStats } from '@ferry/server';
 import { needs } from '@ferry/testing';
+import {
+  ARTIFACTS,
+  CSP,
+  launchChromium,
+  startWebHarness,
+  until,
+  watchProblems,
+  type WebHarness,
+} from './browser-harness.ts';
 
-const WEB = join(import.meta.dirname, '..');
-const ARTIFACTS = join(WEB, 'test-artifacts');
 const PASSWORD = 'correct horse battery staple';
 const HEALTHY = 12;
 const FLAKY = 20;
-/** The policy the server should send with the dashboard (docs/dashboard.md). */
-const CSP =
-  "default-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
-
-/** Polls `read` until `ok` holds for its value; fails with the last value after `ms`. */
-async function until<T>(read: () => Promise<T>, ok: (v: T) => boolean, ms = 45_000): Promise<T> {
-  const end = Date.now() + ms;
-  let v = await read();
-  while (!ok(v)) {
-    if (Date.now() > end) assert.fail(`timed out; last value ${JSON.stringify(v)}`);
-    await new Promise((r) => setTimeout(r, 250));
-    v = await read();
-  }
-  return v;
-}
-
-function releases() {
-  return [2, 3].map((n) => ({
-    channel: 'stable',
-    compatible: 'acme-widget',
-    version: `1.${n}.0`,
-    releaseCounter: n,
-    manifestPath: `channels/stable/acme-widget/1.${n}.0/manifest.json`,
-    manifestSha256: String(n).repeat(64),
-    manifestLength: 1000 + n,
-  }));
-}
-
-/** Builds the dashboard into a temp dir for the server's `dashboard` option to serve at /ui/. */
-async function buildDashboard(outDir: string): Promise<void> {
-  await build({
-    root: WEB,
-    base: '/ui/',
-    logLevel: 'error',
-    build: { outDir, emptyOutDir: true },
-  });
-}
 
 const rollout = (page: Page, name: string) =>
   page.locator(`article.rollout[data-rollout="${name}"]`);
@@ -72,9 +30,7 @@ const count = async (page: Page, name: string, key: string) =>
 const stateOf = (page: Page, name: string) => rollout(page, name).getAttribute('data-state');
 
 describe('dashboard', needs('chromium'), () => {
-  let tmp: string;
-  let database: Database;
-  let server: FleetServer;
+  let web: WebHarness;
   let url: string;
   let browser: Browser;
   let page: Page;
@@ -83,19 +39,8 @@ describe('dashboard', needs('chromium'), () => {
   const problems: string[] = [];
 
   before(async () => {
-    tmp = mkdtempSync(join(tmpdir(), 'ferry-web-'));
-    mkdirSync(ARTIFACTS, { recursive: true });
-    database = await openDatabase(join(tmp, 'fleet.db'));
-    await buildDashboard(join(tmp, 'ui'));
-    server = await createServer({
-      dashboard: { dir: join(tmp, 'ui') },
-      database,
-      secureCookies: false,
-      evaluateIntervalMs: 1000,
-      bootstrapAdmin: { username: 'admin', password: PASSWORD },
-    });
-    await importReleases(database.db, releases(), Date.now());
-    url = await server.listen(0);
+    web = await startWebHarness(PASSWORD);
+    url = web.url;
     const index = await fetch(`${url}/ui/`);
     assert.equal(index.status, 200);
     assert.equal(index.headers.get('content-security-policy'), CSP);
@@ -116,26 +61,16 @@ describe('dashboard', needs('chromium'), () => {
       simulate({ ...common, devices: HEALTHY, token: healthy }),
       simulate({ ...common, devices: FLAKY, token: flaky, failRate: 0.7, rollbackRate: 0.1 }),
     ]);
-    browser = await chromium.launch({
-      executablePath: '/usr/bin/chromium',
-      headless: true,
-      args: ['--no-sandbox'],
-    });
+    browser = await launchChromium();
     page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
-    page.on('dialog', (d) => void d.accept());
-    page.on('pageerror', (e) => problems.push(e.message));
-    page.on('console', (m) => {
-      if (/Content.Security.Policy/i.test(m.text())) problems.push(m.text());
-    });
+    watchProblems(page, problems);
   });
 
   after(async () => {
     stop.abort();
     await sims?.catch(() => undefined);
     await browser?.close();
-    await server?.close();
-    await database?.close();
-    if (tmp) rmSync(tmp, { recursive: true, force: true });
+    await web?.close();
   });
 
   describe('when the password is wrong', () => {

@@ -11,19 +11,31 @@ import { auditPage } from './pages/audit.ts';
 import { devicePage } from './pages/device.ts';
 import { devicesPage } from './pages/devices.ts';
 import { overviewPage } from './pages/overview.ts';
+import { enrolmentPage } from './pages/enrolment.ts';
+import { groupsPage } from './pages/groups.ts';
 import { releasesPage } from './pages/releases.ts';
 import { rolloutPage, rolloutsPage } from './pages/rollouts.ts';
+import { usersPage } from './pages/users.ts';
 import { errorBox, type Page, type PageFactory } from './ui.ts';
 
 const POLL_MS = 1500;
 
-/** Route table: the first hash segment names the page; `detail` takes an id after it. */
-const ROUTES: Record<string, { title: string; list: PageFactory; detail?: PageFactory }> = {
+/**
+ * Route table: the first hash segment names the page; `detail` takes an id after it; `min`
+ * hides the page from the navigation below that role (the server refuses its API anyway).
+ */
+const ROUTES: Record<
+  string,
+  { title: string; list: PageFactory; detail?: PageFactory; min?: 'admin' }
+> = {
   overview: { title: 'Overview', list: overviewPage },
   devices: { title: 'Devices', list: devicesPage, detail: devicePage },
   releases: { title: 'Releases', list: releasesPage },
   rollouts: { title: 'Rollouts', list: rolloutsPage, detail: rolloutPage },
-  audit: { title: 'Audit log', list: auditPage },
+  groups: { title: 'Groups', list: groupsPage },
+  enrolment: { title: 'Enrolment', list: enrolmentPage },
+  users: { title: 'Users', list: usersPage, min: 'admin' },
+  audit: { title: 'Audit log', list: auditPage, min: 'admin' },
 };
 
 const app = document.getElementById('app')!;
@@ -39,7 +51,7 @@ function parseHash(): { name: string; params: string[] } {
 
 function nav(current: string): HTMLElement {
   const links = Object.entries(ROUTES)
-    .filter(([name]) => name !== 'audit' || can('admin'))
+    .filter(([, r]) => !r.min || can(r.min))
     .map(([name, r]) =>
       h('a', { href: `#/${name}`, 'aria-current': name === current ? 'page' : null }, r.title),
     );

@@ -4,11 +4,10 @@
  * the channels with their release and device counts, the saved groups, and (operators) the
  * button that imports new releases from the repository.
  */
-import type { ReleaseView } from '@ferry/protocol';
+import type { GroupView, ReleaseView } from '@ferry/protocol';
 import { can, get, post } from '../api.ts';
 import { h, replace } from '../dom.ts';
 import { short, time } from '../format.ts';
-import type { GroupView } from './rollout-form.ts';
 import { actionButton, section, table, type Page } from '../ui.ts';
 
 /** The releases page. */

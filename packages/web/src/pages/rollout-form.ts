@@ -1,28 +1,14 @@
 /// <reference lib="dom" />
 /**
  * The form that starts a rollout: a release of one of its channels, the devices (all of the
- * channel, a saved group, or a tag and search), phases and thresholds. POST /rollouts.
+ * channel or a saved group, optionally narrowed by a tag), phases and thresholds.
+ * POST /rollouts; a group is sent by name and resolved by the server.
  */
-import type { DeviceFilter, ReleaseView, RolloutView } from '@ferry/protocol';
+import type { DeviceFilter, GroupView, ReleaseView, RolloutView } from '@ferry/protocol';
 import { post } from '../api.ts';
 import { h } from '../dom.ts';
+import { field } from '../forms.ts';
 import { errorText } from '../ui.ts';
-
-/** A saved group as GET /groups lists it. */
-export interface GroupView {
-  name: string;
-  filter: DeviceFilter;
-}
-
-function field(id: string, label: string, input: HTMLElement, hint?: string): HTMLElement {
-  return h(
-    'div',
-    { class: 'field' },
-    h('label', { for: id }, label),
-    input,
-    hint ? h('small', { id: `${id}-hint` }, hint) : null,
-  );
-}
 
 function parsePhases(text: string): number[] {
   return text
@@ -62,7 +48,7 @@ export function rolloutForm(
     h('option', { value: '' }, 'every device of the channel'),
     groups.map((g) => h('option', { value: g.name }, `group ${g.name}`)),
   );
-  const tag = input('ro-tag', { placeholder: 'e.g. lab', 'aria-describedby': 'ro-tag-hint' });
+  const tag = input('ro-tag', { placeholder: 'e.g. lab' });
   const phases = input('ro-phases', { value: '1, 10, 50, 100', required: true });
   const success = input('ro-success', { type: 'number', min: 0, max: 100, value: 90 });
   const failure = input('ro-failure', { type: 'number', min: 0, max: 100, value: 10 });
@@ -91,14 +77,14 @@ export function rolloutForm(
     ev.preventDefault();
     const r = releases[Number(release.value)];
     if (!r) return;
-    const filter: DeviceFilter = { ...(groups.find((g) => g.name === group.value)?.filter ?? {}) };
-    if (tag.value.trim()) filter.tags = [...(filter.tags ?? []), tag.value.trim()];
+    const filter: DeviceFilter = tag.value.trim() ? { tags: [tag.value.trim()] } : {};
     msg.className = 'form-status';
     msg.textContent = 'Starting…';
     post<RolloutView>('/rollouts', {
       name: name.value.trim(),
       release: { compatible: r.compatible, version: r.version },
       channel: channel.value,
+      ...(group.value ? { group: group.value } : {}),
       filter,
       phases: parsePhases(phases.value),
       successThreshold: Number(success.value) / 100,

@@ -5,11 +5,11 @@
  * per device state.
  */
 import { DEVICE_UPDATE_STATES_VIEW } from '../states.ts';
-import type { ReleaseView, RolloutView } from '@ferry/protocol';
+import type { GroupView, ReleaseView, RolloutView } from '@ferry/protocol';
 import { can, get } from '../api.ts';
 import { h, replace } from '../dom.ts';
 import { percent, time } from '../format.ts';
-import { rolloutForm, type GroupView } from './rollout-form.ts';
+import { rolloutForm } from './rollout-form.ts';
 import { rolloutSummary } from './rollout-card.ts';
 import { errorBox, link, section, table, type Page } from '../ui.ts';
 
