@@ -14,10 +14,10 @@ export const GRAPH = {
   web: ['protocol'],
   testing: ['core', 'builder', 'agent', 'server', 'protocol'],
   cli: ['core', 'builder', 'repo', 'agent', 'server', 'protocol'],
-  vm: ['core', 'builder', 'repo', 'agent', 'testing'],
+  vm: ['core', 'builder', 'repo', 'agent', 'server', 'testing'],
 };
 
-/** What test files may import beyond their package's graph and @ferry/testing. */
+/** What test files (and `*-harness.ts` modules) may import beyond their package's graph and @ferry/testing. */
 export const TEST_EXTRA = {
   // The dashboard's browser tests start the real fleet server.
   web: ['server'],
@@ -50,7 +50,8 @@ export function checkDeps(root) {
     }
     for (const file of list) {
       const text = readFileSync(file, 'utf8');
-      const isTest = /\.test\.[a-z]+$/.test(file);
+      // Test files, and the harnesses only test files import (`browser-harness.ts`).
+      const isTest = /\.test\.[a-z]+$|-harness\.ts$/.test(file);
       const re =
         /(?:import|export)\s[^'"]*?from\s*['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)/g;
       for (const m of text.matchAll(re)) {

@@ -40,6 +40,8 @@ export interface DaemonFleetCycle {
   action: string;
   assignment?: { rolloutId: string; version: string; releaseCounter: number };
   installed?: InstallResult;
+  /** The rollout asks for the user's confirmation before the staged release is activated. */
+  confirm?: boolean;
 }
 
 /** The part of `Agent` the daemon drives: the real Agent satisfies it. */
@@ -373,15 +375,24 @@ export class Daemon {
     this.#lastCheck = { at: this.#iso(), check };
     if (!r.installed)
       return { action: r.action === 'waiting' ? 'pending-reboot' : 'up-to-date', check };
-    return this.#afterUpdate({ check, installed: r.installed, staged: r.installed.staged }, true);
+    return this.#afterUpdate(
+      { check, installed: r.installed, staged: r.installed.staged },
+      true,
+      r.confirm === true,
+    );
   }
 
-  async #afterUpdate(r: DaemonUpdateResult, applyPolicy: boolean): Promise<DaemonInstallOutcome> {
+  async #afterUpdate(
+    r: DaemonUpdateResult,
+    applyPolicy: boolean,
+    confirm = false,
+  ): Promise<DaemonInstallOutcome> {
     if (!r.installed) return { action: 'up-to-date', check: r.check };
     const rel = release(r.installed, r.check.latest?.manifestSha256);
     if (r.staged) {
       this.#staged = rel;
-      this.#setState(this.#cfg.install === 'ask' ? 'awaiting-approval' : 'staged', rel);
+      const ask = confirm || this.#cfg.install === 'ask';
+      this.#setState(ask ? 'awaiting-approval' : 'staged', rel);
       return { action: 'staged', check: r.check, installed: r.installed, release: rel };
     }
     this.#staged = undefined;

@@ -40,6 +40,8 @@ export interface FleetCycleResult {
   /** The verified assignment of this check-in. */
   assignment?: { rolloutId: string; version: string; releaseCounter: number };
   action: 'none' | 'installed' | 'staged' | 'waiting' | 'pending-approval';
+  /** The rollout asks the device's user to confirm: the release is staged until then. */
+  confirm?: boolean;
   installed?: InstallResult;
   /** Seconds the server asks the device to wait before the next check-in. */
   pollSeconds?: number;
@@ -388,7 +390,8 @@ export class FleetSession {
           if (e.id === 'install.planned') fs.assignment!.slot = e.target;
           emit?.(e);
         },
-        ...(opts.stage ? { stage: true } : {}),
+        // The rollout wants the device's user to confirm: staged whatever the install policy.
+        ...(opts.stage || a.confirm ? { stage: true } : {}),
         ...(opts.signal ? { signal: opts.signal } : {}),
         choice: { release: { channel: channelOf(a), manifestPath: a.manifestPath }, tuf, config },
       });
@@ -403,7 +406,12 @@ export class FleetSession {
         r.staged ? { detail: 'staged: waiting for confirmation on the device' } : {},
         emit,
       );
-      return { ...result, action: r.staged ? 'staged' : 'installed', installed: r.installed };
+      return {
+        ...result,
+        action: r.staged ? 'staged' : 'installed',
+        installed: r.installed,
+        ...(a.confirm ? { confirm: true } : {}),
+      };
     } catch (e) {
       await progress.flush();
       const fe = withContext(`installing ${a.version}`, e);

@@ -250,6 +250,34 @@ describe('the agent with a fleet server', () => {
     });
   });
 
+  describe('when the new release never comes up and the bootloader falls back', () => {
+    it('the boot check on the old slot reports rolled-back with the reason', caps, async () => {
+      const fleet = await startFleet();
+      const d = await device(fleet);
+      try {
+        await cycle(d);
+        const id = await rollout(fleet, '1.1.0');
+        assert.equal((await cycle(d)).action, 'installed');
+        // Every try of A dies before its boot check; the attempts run out and B boots again.
+        const tries: string[] = [];
+        for (let i = 0; i < 4; i++) tries.push(await bootNext(d));
+        assert.deepEqual(tries, ['A', 'A', 'A', 'B']);
+        const { stdout } = await run(FERRY, ['boot-check', '--root', d.root, '--json']);
+        assert.match(stdout, /"id":"fleet.reported","rolloutId":"[^"]+","state":"rolled-back"/);
+        assert.equal((await rolloutOf(fleet, id)).counts['rolled-back'], 1);
+        const detail = (
+          await fleet.admin.get<{ events: Array<{ state: string; detail: string | null }> }>(
+            `/api/v1/devices/${(await loadFleetState((await Agent.open({ root: d.root })).config)).deviceId}`,
+          )
+        ).events.find((e) => e.state === 'rolled-back')?.detail;
+        assert.match(detail ?? '', /did not boot to a good state/);
+      } finally {
+        await d.cleanup();
+        await fleet.close();
+      }
+    });
+  });
+
   describe('when the server is not trustworthy', () => {
     it(
       'refuses an assignment signed by a key the device does not trust, writes nothing, reports failed',

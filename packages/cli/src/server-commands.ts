@@ -1,9 +1,16 @@
 /** `ferry server` and `ferry sim`: the fleet server and simulated devices. Thin wrappers over @ferry/server. */
+import cluster from 'node:cluster';
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { FerryError, loadPrivateKey, writeKeyPair } from '@ferry/core';
+import {
+  FerryError,
+  generateKeyPair,
+  loadPrivateKey,
+  parsePrivateKey,
+  writeKeyPair,
+} from '@ferry/core';
 import type * as ServerLib from '@ferry/server';
 import type { LogLevel } from '@ferry/server';
 import { flag, str, type CommandContext, type CommandSpec } from './command.ts';
@@ -134,6 +141,12 @@ export const server: CommandSpec = {
       placeholder: 'DIR',
       description: 'built dashboard served at /ui/ (default: packages/web/dist when built)',
     },
+    workers: {
+      type: 'string',
+      placeholder: 'N',
+      description: 'server processes sharing the port (node:cluster); see docs/server.md',
+      default: '1',
+    },
   },
   examples: [
     'ferry server --db ferry.db --repo /srv/ferry --director-key keys/director.key --insecure-cookies',
@@ -143,6 +156,8 @@ export const server: CommandSpec = {
     const level = (str(ctx, 'log-level') ?? 'info') as LogLevel;
     if (!['debug', 'info', 'warn', 'error'].includes(level))
       throw new FerryError('USAGE', '--log-level is debug, info, warn or error');
+    const workers = int(ctx, 'workers', 1, 1);
+    if (workers > 1 && cluster.isPrimary) return primary(ctx, workers, level);
     const { createServer, jsonLogger, openDatabase } = await serverLib();
     const logger = jsonLogger(process.stdout, level);
     const repo = str(ctx, 'repo');
@@ -150,10 +165,14 @@ export const server: CommandSpec = {
     const { password, generated } = await adminPassword(ctx);
     const dashboard = dashboardDir(ctx);
     const database = await openDatabase(str(ctx, 'db') ?? 'ferry.db');
-    const director = await directorKey(str(ctx, 'director-key'));
+    const director = cluster.isWorker
+      ? await workerDirector()
+      : await directorKey(str(ctx, 'director-key'));
     const srv = await createServer({
       database,
       logger,
+      // In a cluster only the first worker runs the evaluation timer.
+      ...(cluster.isWorker && cluster.worker?.id !== 1 ? { evaluateIntervalMs: 0 } : {}),
       ...(dashboard ? { dashboard: { dir: dashboard } } : {}),
       ...(director ? { director } : {}),
       ...(repo
@@ -164,6 +183,13 @@ export const server: CommandSpec = {
       bootstrapAdmin: { username: str(ctx, 'admin-user') ?? 'admin', password },
     });
     const url = await srv.listen(int(ctx, 'port', 8080), str(ctx, 'host') ?? '127.0.0.1');
+    if (cluster.isWorker) {
+      await untilSignal();
+      await srv.close();
+      await database.close();
+      cluster.worker?.disconnect();
+      return;
+    }
     logger.log('info', 'server.started', {
       url,
       dashboard: dashboard ? `${url}/ui/` : null,
@@ -182,6 +208,71 @@ export const server: CommandSpec = {
     logger.log('info', 'server.stopped', {});
   },
 };
+
+/** A worker's director: the primary sends the key over IPC (never in argv or the environment). */
+async function workerDirector(): Promise<ServerLib.Director> {
+  const { Director } = await serverLib();
+  const pem = await new Promise<string>((res) =>
+    process.once('message', (m: { directorPem?: string }) => res(m.directorPem ?? '')),
+  );
+  return new Director(parsePrivateKey(pem));
+}
+
+/**
+ * `ferry server --workers N`: the primary migrates the database, creates the first admin and
+ * the director key once, then forks N workers that share the port and the one director key.
+ * A worker that dies takes the server down (a supervisor restarts it whole).
+ */
+async function primary(ctx: CommandContext, workers: number, level: LogLevel): Promise<void> {
+  const { createServer, jsonLogger, openDatabase } = await serverLib();
+  const logger = jsonLogger(process.stdout, level);
+  const { password, generated } = await adminPassword(ctx);
+  const keyFile = str(ctx, 'director-key');
+  const director = await directorKey(keyFile);
+  const key = keyFile
+    ? await loadPrivateKey(keyFile)
+    : parsePrivateKey(generateKeyPair().privateKeyPem);
+  const pem = key.key.export({ type: 'pkcs8', format: 'pem' }).toString();
+  const database = await openDatabase(str(ctx, 'db') ?? 'ferry.db');
+  const setup = await createServer({
+    database,
+    evaluateIntervalMs: 0,
+    ...(director ? { director } : {}),
+    bootstrapAdmin: { username: str(ctx, 'admin-user') ?? 'admin', password },
+  });
+  await setup.close();
+  await database.close();
+  const started = new Promise<void>((res) => {
+    let listening = 0;
+    cluster.on('listening', () => ++listening === workers && res());
+  });
+  for (let i = 0; i < workers; i++) cluster.fork().send({ directorPem: pem });
+  let stopping = false;
+  cluster.on('exit', (w, code) => {
+    if (stopping) return;
+    logger.log('error', 'server.worker-exited', { worker: w.id, code });
+    process.exitCode = 1;
+    stopping = true;
+    for (const x of Object.values(cluster.workers ?? {})) x?.kill();
+  });
+  await started;
+  const host = str(ctx, 'host') ?? '127.0.0.1';
+  logger.log('info', 'server.started', {
+    url: `http://${host.includes(':') ? `[${host}]` : host}:${int(ctx, 'port', 8080)}`,
+    workers,
+    ephemeralDirectorKey: !keyFile,
+  });
+  if (generated)
+    logger.log('warn', 'server.admin-password', {
+      username: str(ctx, 'admin-user') ?? 'admin',
+      password,
+      note: 'used only if the database had no users',
+    });
+  await untilSignal();
+  stopping = true;
+  for (const w of Object.values(cluster.workers ?? {})) w?.kill();
+  logger.log('info', 'server.stopped', {});
+}
 
 export const sim: CommandSpec = {
   name: 'sim',

@@ -28,6 +28,8 @@ export const assignmentSchema = z.strictObject({
   manifestSha256: z.string().regex(/^[0-9a-f]{64}$/),
   manifestLength: z.number().int().min(1),
   releaseCounter: z.number().int().min(0),
+  /** The rollout asks the device's user to confirm before the new release is made primary. */
+  confirm: z.boolean().optional(),
   /** The nonce of the device request this assignment answers. */
   nonce: z.string().min(16).max(64),
   issuedAt: z.number().int(),
