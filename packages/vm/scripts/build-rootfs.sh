@@ -34,7 +34,7 @@ done
 # Ferry's runtime: sources without tests, types erased (strip-types.mjs), and the production
 # dependency tree of the CLI.
 cp "$REPO/package.json" opt/ferry/package.json
-for p in core builder repo agent cli; do
+for p in core protocol builder repo agent cli; do
     "$NODE" --disable-warning=ExperimentalWarning "$HERE/strip-types.mjs" "$REPO/packages/$p" "opt/ferry/packages/$p"
     ln -s "../../packages/$p" "opt/ferry/node_modules/@ferry/$p"
 done

@@ -32,7 +32,7 @@ export function hashFiles(paths: string[]): string {
 /** Ferry's runtime as it goes into the root image: non-test sources and package manifests. */
 export function ferrySourcesHash(): string {
   const files = [join(REPO, 'package.json'), join(REPO, 'package-lock.json')];
-  for (const p of ['core', 'builder', 'repo', 'agent', 'cli']) {
+  for (const p of ['core', 'protocol', 'builder', 'repo', 'agent', 'cli']) {
     const src = join(REPO, 'packages', p, 'src');
     files.push(join(REPO, 'packages', p, 'package.json'));
     for (const f of readdirSync(src).sort())

@@ -3,36 +3,49 @@ import { statSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import type { StatusReport } from '@ferry/agent';
 import { needs } from '@ferry/testing';
-import { startFileServer, type FileServer } from './file-server.ts';
+import { GUEST_FLEET_CONFIG, startVmFleet, type VmFleet } from './fleet-host.ts';
 import { Vm } from './qemu.ts';
 import {
   deviceState,
   guestJson,
   prepareRun,
   recordTiming,
-  updateCommand,
   waitBoot,
   type Run,
 } from './scenario.ts';
 
 const VM_CAPS = ['root', 'loop', 'qemu', 'grub-bios', 'busybox', 'mksquashfs', 'debugfs'] as const;
 
-// One VM run: A commits v1, v2 is installed over the network into B, B boots and commits
-// (S2), then a manual rollback brings A back (S5). Each step needs the one before it.
+// One VM run: A commits v1; the fleet server's rollout assigns v2, which the agent installs from
+// the repository into B; B boots and commits, and the server hears it (S2); then a manual
+// rollback brings A back (S5). Each step needs the one before it.
 describe('S2 update v1 -> v2, then S5 manual rollback', needs(...VM_CAPS), () => {
   let run: Run;
   let vm: Vm;
-  let srv: FileServer;
+  let fleet: VmFleet;
+  let rolloutId = '';
   let installSeconds = 0;
   before(async () => {
     run = await prepareRun('s2-update-rollback');
-    srv = await startFileServer({ '/v2.fbd': { file: run.artefacts.bundles.v2 ?? '' } });
+    fleet = await startVmFleet(run, ['v1', 'v2']);
     vm = Vm.start(run);
   });
   after(async () => {
     await vm?.powerCut();
-    await srv?.close();
+    await fleet?.close();
   });
+
+  /** Runs `ferry fleet checkin --json` in the guest; returns the final JSON document. */
+  async function checkin(): Promise<Record<string, unknown>> {
+    const { rc, output } = await vm.run(
+      `ferry fleet checkin ${GUEST_FLEET_CONFIG} --json`,
+      600_000,
+    );
+    assert.equal(rc, 0, vm.tail());
+    const start = output.lastIndexOf('{');
+    assert.ok(start >= 0, vm.tail());
+    return JSON.parse(output.slice(start).join('\n')) as Record<string, unknown>;
+  }
 
   describe('when v2 is installed from the update host', () => {
     it('A boots v1 and its boot check passes', async () => {
@@ -40,14 +53,24 @@ describe('S2 update v1 -> v2, then S5 manual rollback', needs(...VM_CAPS), () =>
       assert.deepEqual([boot.slot, boot.release, boot.bootCheckRc], ['A', '1.0.0', 0], vm.tail());
     });
 
-    it('the agent installs v2 into B, fetching only the chunks A lacks', async () => {
+    it('the agent enrols with the fleet server and is assigned nothing yet', async () => {
+      assert.equal((await vm.run(fleet.provisionCommand, 60_000)).rc, 0, vm.tail());
+      const r = await checkin();
+      assert.equal(r.enrolment, 'accepted');
+      assert.equal(r.assignment, undefined);
+    });
+
+    it('a rollout assigns v2: the agent verifies it and installs it into B, fetching only the chunks A lacks', async () => {
+      rolloutId = await fleet.rollout('2.0.0');
       const t0 = Date.now();
-      const { rc } = await vm.run(updateCommand(srv.guestUrl('/v2.fbd')), 600_000);
+      const r = await checkin();
       installSeconds = (Date.now() - t0) / 1000;
-      assert.equal(rc, 0, vm.tail());
-      const sent = srv.bytesSent.get('/v2.fbd') ?? 0;
+      const installed = r.installed as { version: string; target: string; fetchedBytes: number };
+      assert.equal(installed.version, '2.0.0');
+      assert.equal(installed.target, 'rootfs.1');
       const size = statSync(run.artefacts.bundles.v2 ?? '').size;
-      assert.ok(sent > 0 && sent < size / 2, `fetched ${sent} of ${size} bytes`);
+      assert.ok(installed.fetchedBytes < size / 2, `fetched ${installed.fetchedBytes} of ${size}`);
+      assert.equal((await fleet.view(rolloutId)).counts.rebooting, 1);
     });
 
     it('after a reboot B boots v2 on trial and the boot check commits it', async () => {
@@ -61,6 +84,15 @@ describe('S2 update v1 -> v2, then S5 manual rollback', needs(...VM_CAPS), () =>
       assert.equal(status.booted?.bootname, 'B');
       assert.equal(status.pendingSlot, undefined);
       assert.equal(status.highWaterCounter, 2);
+    });
+
+    it('the next check-in reports committed, and the rollout completes', async () => {
+      const r = await checkin();
+      assert.deepEqual(r.settled, { rolloutId, version: '2.0.0', state: 'committed' });
+      await fleet.server.evaluate();
+      const view = await fleet.view(rolloutId);
+      assert.equal(view.counts.committed, 1);
+      assert.equal(view.state, 'completed');
     });
 
     it('the disk shows v2 committed in B', async () => {
