@@ -155,7 +155,7 @@ export const bootCheck: CommandSpec = {
       : undefined;
     if (reported && 'error' in reported)
       ctx.out.stderr.write(`fleet server not told yet (next check-in will): ${reported.error}\n`);
-    if (r.result === 'bad' && reboot) await agent.rebootNow();
+    // Printed before the reboot: the console keeps why the slot was given up.
     ctx.out.result(r, () =>
       [
         ...(r.fellBackFrom
@@ -165,6 +165,7 @@ export const bootCheck: CommandSpec = {
         `${r.slot}: ${r.result}`,
       ].join('\n'),
     );
+    if (r.result === 'bad' && reboot) await agent.rebootNow();
     if (r.result === 'bad')
       throw new FerryError(
         'HEALTH_CHECK_FAILED',

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { StatusReport } from '@ferry/agent';
 import { needs } from '@ferry/testing';
-import { startFileServer, type FileServer } from './file-server.ts';
+import { GUEST_FLEET_CONFIG, startVmFleet, type VmFleet } from './fleet-host.ts';
 import { Vm } from './qemu.ts';
 import {
   BOOT_MS,
@@ -10,7 +10,6 @@ import {
   guestJson,
   prepareRun,
   recordTiming,
-  updateCommand,
   waitBoot,
   type Run,
 } from './scenario.ts';
@@ -25,41 +24,65 @@ function grubChoices(vm: Vm, from: number): string[] {
     .filter((s): s is string => s !== undefined);
 }
 
-// One VM run: v3 (a failing health check) is installed and rolled back, then v4 (a kernel that
-// panics before userspace) is installed and GRUB falls back by itself.
+// One VM run through the fleet server: a rollout of v3 (a failing health check) is installed and
+// rolled back, then one of v4 (a kernel that panics before userspace), and GRUB falls back by
+// itself. Each time the next check-in reports the rollback and the rollout pauses itself.
 describe('S3 broken updates roll back', needs(...VM_CAPS), () => {
   let run: Run;
   let vm: Vm;
-  let srv: FileServer;
+  let fleet: VmFleet;
+  const rollouts: Record<string, string> = {};
   before(async () => {
     run = await prepareRun('s3-broken-update');
-    srv = await startFileServer({
-      '/v3.fbd': { file: run.artefacts.bundles.v3 ?? '' },
-      '/v4.fbd': { file: run.artefacts.bundles.v4 ?? '' },
-    });
+    fleet = await startVmFleet(run, ['v1', 'v3', 'v4']);
     vm = Vm.start(run);
   });
   after(async () => {
     await vm?.powerCut();
-    await srv?.close();
+    await fleet?.close();
   });
 
-  async function installAndReboot(bundle: string): Promise<number> {
-    const { rc } = await vm.run(updateCommand(srv.guestUrl(bundle)), 600_000);
+  /** `ferry fleet checkin --json` in the guest: the final JSON document. */
+  async function checkin(): Promise<Record<string, unknown>> {
+    const { rc, output } = await vm.run(
+      `ferry fleet checkin ${GUEST_FLEET_CONFIG} --json`,
+      600_000,
+    );
     assert.equal(rc, 0, vm.tail());
+    return JSON.parse(output.slice(output.lastIndexOf('{')).join('\n')) as Record<string, unknown>;
+  }
+
+  /** Rolls `version` out, lets the guest install it, and reboots; returns the console mark. */
+  async function installAndReboot(version: string): Promise<number> {
+    rollouts[version] = await fleet.rollout(version);
+    const r = await checkin();
+    assert.equal((r.installed as { version?: string } | undefined)?.version, version, vm.tail());
     const from = vm.mark();
     vm.send('sync; reboot -f');
     return from;
+  }
+
+  /** The next check-in reports the rollback, and the rollout of `version` pauses itself. */
+  async function reportsRollback(version: string): Promise<void> {
+    const r = await checkin();
+    const settled = r.settled as { version: string; state: string } | undefined;
+    assert.deepEqual([settled?.version, settled?.state], [version, 'rolled-back'], vm.tail());
+    await fleet.server.evaluate();
+    const view = await fleet.view(rollouts[version]!);
+    assert.equal(view.counts['rolled-back'], 1);
+    assert.equal(view.state, 'paused');
   }
 
   describe('when v3 fails its health check', () => {
     it('A boots v1 and commits it', async () => {
       const boot = await waitBoot(vm, 0);
       assert.deepEqual([boot.slot, boot.release, boot.bootCheckRc], ['A', '1.0.0', 0], vm.tail());
+      assert.equal((await vm.run(fleet.provisionCommand, 60_000)).rc, 0, vm.tail());
+      assert.equal((await checkin()).enrolment, 'accepted');
     });
 
     it('B boots v3 once, the boot check marks it bad and A boots again', async () => {
-      const from = await installAndReboot('/v3.fbd');
+      const from = await installAndReboot('3.0.0');
       await vm.waitFor(/^FERRY-GRUB: slot=B /, BOOT_MS, from);
       const v3 = vm.mark();
       await vm.waitFor(/^FERRY-INIT: up release=3\.0\.0/, BOOT_MS, from);
@@ -71,6 +94,11 @@ describe('S3 broken updates roll back', needs(...VM_CAPS), () => {
       // v3's boot check rebooted before it could report: its health check failed.
       const v3Lines = vm.lines.slice(v3, back).map((l) => l.text);
       assert.ok(!v3Lines.some((t) => t.startsWith('FERRY-BOOT-CHECK:')), vm.tail());
+      // ...but printed why before rebooting.
+      assert.ok(
+        v3Lines.some((t) => /^rootfs\.1: bad$/.test(t)),
+        vm.tail(),
+      );
     });
 
     it('the agent reports the rollback and B as bad', async () => {
@@ -85,11 +113,14 @@ describe('S3 broken updates roll back', needs(...VM_CAPS), () => {
         'a release that never committed does not raise the floor',
       );
     });
+
+    it('the next check-in reports it rolled back, and the rollout pauses itself', () =>
+      reportsRollback('3.0.0'));
   });
 
   describe('when v4 has a kernel that panics', () => {
     it('GRUB tries B three times, then falls back to A by itself', async () => {
-      const from = await installAndReboot('/v4.fbd');
+      const from = await installAndReboot('4.0.0');
       for (const left of [2, 1, 0])
         await vm.waitFor(new RegExp(`^FERRY-GRUB: slot=B .*B_LEFT=${left}$`), BOOT_MS, from);
       await vm.waitFor(/^FERRY-GRUB: slot=A /, BOOT_MS, from);
@@ -102,6 +133,9 @@ describe('S3 broken updates roll back', needs(...VM_CAPS), () => {
         vm.tail(),
       );
     });
+
+    it('the next check-in reports it rolled back, and that rollout pauses too', () =>
+      reportsRollback('4.0.0'));
 
     it('the disk shows B bad, A committed and the fallback recorded', async () => {
       const status = (await guestJson(vm, 'ferry status --json')) as StatusReport;
