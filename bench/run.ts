@@ -7,7 +7,8 @@
  * 2. bundle creation against plain `mksquashfs` of a Debian tree (needs `npm run bench:data`);
  * 3. a full install against `dd` to the same slot, update bytes with local seeds, peak RSS;
  * 4. update bytes v1 -> v2 / v3 of Debian images: Ferry against casync, zchunk, OSTree, xdelta3;
- * 5. five Debian releases as deployments: storage and bytes per update against OSTree.
+ * 5. five Debian releases as deployments: storage and bytes per update against OSTree;
+ * 6. fleet server check-ins per second and p50/p99 against the 5,000/s goal (SQLite, PostgreSQL).
  * --quick uses 256 MiB images, one run each, and skips the fsync run.
  */
 import { stat, writeFile } from 'node:fs/promises';
@@ -18,6 +19,7 @@ import { formatBundleBench, runBundleBench } from './bundle.ts';
 import { formatInstallBench, runInstallBench } from './install.ts';
 import { formatDeltaBench, runDeltaBench } from './delta.ts';
 import { formatDeployBench, RELEASES, runDeployBench } from './deploy.ts';
+import { formatServerBench, runServerBench } from './server.ts';
 
 const { values } = parseArgs({ options: { quick: { type: 'boolean' }, json: { type: 'string' } } });
 const results: Record<string, unknown> = {};
@@ -82,5 +84,10 @@ if (
 } else {
   console.log("skipped: the Debian trees are missing; run 'npm run bench:data' first");
 }
+
+console.log('\n== fleet server: check-ins/s, p50/p99 vs the 5,000/s goal ==');
+const server = await runServerBench({ checkins: values.quick ? 5000 : 20000 });
+results.server = server;
+console.log(formatServerBench(server));
 
 if (values.json) await writeFile(values.json, JSON.stringify(results, null, 2));

@@ -7,6 +7,7 @@
 import type { Kysely } from 'kysely';
 import { FerryError } from '@ferry/core';
 import type { DeviceUpdateState, ReportRequest, SignedAssignment } from '@ferry/protocol';
+import type { OpenRollout } from './checkin-store.ts';
 import type { DeviceTable, FleetDb } from './db-schema.ts';
 import { matchesFilter } from './device-filter.ts';
 import { addEvent } from './devices.ts';
@@ -35,6 +36,15 @@ export class RolloutCache {
   /** Running, completed and paused rollouts, highest release counter first. */
   async get(now: number): Promise<ActiveRollout[]> {
     if (now - this.#loaded < this.#ttlMs) return this.#rollouts;
+    return this.#reload(now);
+  }
+
+  /** Like get, without a promise while the cache is fresh (the check-in hot path). */
+  current(now: number): ActiveRollout[] | Promise<ActiveRollout[]> {
+    return now - this.#loaded < this.#ttlMs ? this.#rollouts : this.#reload(now);
+  }
+
+  async #reload(now: number): Promise<ActiveRollout[]> {
     this.#pending ??= this.#load().finally(() => (this.#pending = undefined));
     this.#rollouts = await this.#pending;
     this.#loaded = now;
@@ -88,28 +98,22 @@ function eligible(r: ActiveRollout, d: DeviceTable, now: number): boolean {
 export interface AssignDeps {
   db: Kysely<FleetDb>;
   director: Director;
-  rollouts: RolloutCache;
 }
 
 /**
  * The signed assignment for an accepted device checking in with request nonce `nonce`, or
- * null. An open rollout row continues (unless cancelled, or paused before the device
- * started); otherwise the device joins the first eligible rollout.
+ * null, given the active `rollouts` and the device's `open` rollout rows (read in the
+ * check-in transaction). An open rollout row continues (unless cancelled, or paused before the
+ * device started); otherwise the device joins the first eligible rollout.
  */
 export async function assignmentFor(
   deps: AssignDeps,
   d: DeviceTable,
+  rollouts: ActiveRollout[],
+  open: OpenRollout[],
   nonce: string,
   now: number,
 ): Promise<SignedAssignment | null> {
-  const rollouts = await deps.rollouts.get(now);
-  if (rollouts.length === 0) return null;
-  const open = await deps.db
-    .selectFrom('rollout_devices')
-    .select(['rollout_id', 'state'])
-    .where('device_id', '=', d.id)
-    .where('final', '=', 0)
-    .execute();
   for (const o of open) {
     const r = rollouts.find((x) => x.row.id === o.rollout_id);
     if (!r || (r.row.state === 'paused' && o.state === 'assigned')) continue;

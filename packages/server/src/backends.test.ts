@@ -7,15 +7,17 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { have, needs, startPostgres, type Postgres } from '@ferry/testing';
+import { checkinConformance } from './checkin.test.ts';
 import { serverConformance } from './conformance.test.ts';
 
 let pg: Postgres | undefined;
 let n = 0;
 
 describe('fleet server on SQLite', () => {
-  serverConformance(() =>
-    Promise.resolve(join(mkdtempSync(join(tmpdir(), 'ferry-server-')), `fleet-${n++}.db`)),
-  );
+  const file = () =>
+    Promise.resolve(join(mkdtempSync(join(tmpdir(), 'ferry-server-')), `fleet-${n++}.db`));
+  serverConformance(file);
+  describe('check-in hot path', () => checkinConformance(file));
 });
 
 describe('fleet server on PostgreSQL', needs('postgres'), () => {
@@ -26,6 +28,7 @@ describe('fleet server on PostgreSQL', needs('postgres'), () => {
     await pg?.stop();
   });
   serverConformance(() => pg!.createDatabase(`fleet_${n++}`));
+  describe('check-in hot path', () => checkinConformance(() => pg!.createDatabase(`fleet_${n++}`)));
   it('is running', () => {
     if (!pg) throw new Error('postgres did not start');
   });

@@ -11,6 +11,7 @@ import type { Logger } from './logger.ts';
 import type { Metrics } from './metrics.ts';
 import type { DeviceAuthenticator } from './device-auth.ts';
 import type { RolloutCache } from './assign.ts';
+import type { CheckinStore } from './checkin-store.ts';
 
 /** The server's shared state. */
 export interface ServerContext {
@@ -19,6 +20,8 @@ export interface ServerContext {
   logger: Logger;
   metrics: Metrics;
   devices: DeviceAuthenticator;
+  /** The check-in hot path's statements (database.ts). */
+  checkins: CheckinStore;
   rollouts: RolloutCache;
   now: () => number;
   pollSeconds: number;

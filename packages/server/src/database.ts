@@ -6,7 +6,10 @@
 import { Kysely, PostgresDialect, type Dialect as KyselyDialect } from 'kysely';
 import pg from 'pg';
 import { FerryError } from '@ferry/core';
-import { nodeSqliteDialect } from './database-sqlite.ts';
+import type { CheckinStore } from './checkin-store.ts';
+import { postgresCheckinStore } from './checkin-store-postgres.ts';
+import { sqliteCheckinStore } from './checkin-store-sqlite.ts';
+import { openSqlite } from './database-sqlite.ts';
 import type { FleetDb } from './db-schema.ts';
 import { migrate } from './migrations.ts';
 
@@ -17,12 +20,20 @@ export type Dialect = 'sqlite' | 'postgres';
 export interface Database {
   db: Kysely<FleetDb>;
   dialect: Dialect;
+  /** The check-in hot path's prepared statements on the same connection or pool. */
+  checkins: CheckinStore;
   close(): Promise<void>;
+}
+
+/** What an engine opens: Kysely's dialect and the hot path over the same connection(s). */
+interface Engine {
+  dialect: KyselyDialect;
+  checkins: CheckinStore;
 }
 
 const INT8_OID = 20;
 
-function postgresDialect(url: string): KyselyDialect {
+function postgresEngine(url: string): Engine {
   const pool = new pg.Pool({
     connectionString: url,
     max: 10,
@@ -34,13 +45,18 @@ function postgresDialect(url: string): KyselyDialect {
           : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
     },
   });
-  return new PostgresDialect({ pool });
+  return { dialect: new PostgresDialect({ pool }), checkins: postgresCheckinStore(pool) };
+}
+
+function sqliteEngine(path: string): Engine {
+  const { dialect, handle } = openSqlite(path);
+  return { dialect, checkins: sqliteCheckinStore(handle) };
 }
 
 /** The dialect table: URL scheme to engine. */
-const DIALECTS: Record<Dialect, (target: string) => KyselyDialect> = {
-  sqlite: nodeSqliteDialect,
-  postgres: postgresDialect,
+const ENGINES: Record<Dialect, (target: string) => Engine> = {
+  sqlite: sqliteEngine,
+  postgres: postgresEngine,
 };
 
 /** Which engine a database URL names, and what to pass it. */
@@ -61,7 +77,15 @@ export function parseDatabaseUrl(url: string): { dialect: Dialect; target: strin
  */
 export async function openDatabase(url: string): Promise<Database> {
   const { dialect, target } = parseDatabaseUrl(url);
-  const db = new Kysely<FleetDb>({ dialect: DIALECTS[dialect](target) });
+  let engine: Engine;
+  try {
+    engine = ENGINES[dialect](target);
+  } catch (e) {
+    throw new FerryError('SERVER_DATABASE', `opening ${dialect} database: ${String(e)}`, {
+      cause: e,
+    });
+  }
+  const db = new Kysely<FleetDb>({ dialect: engine.dialect });
   try {
     await migrate(db, dialect);
   } catch (e) {
@@ -71,5 +95,5 @@ export async function openDatabase(url: string): Promise<Database> {
       cause: e,
     });
   }
-  return { db, dialect, close: () => db.destroy() };
+  return { db, dialect, checkins: engine.checkins, close: () => db.destroy() };
 }

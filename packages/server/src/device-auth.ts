@@ -2,8 +2,13 @@
  * Verifies device requests (protocol/device-auth.ts): signature by the device's enrolled key
  * over method, path, timestamp, nonce, body hash and id; timestamp within the skew window; a
  * nonce never seen before (stored until the window has passed, so a replay is refused even
- * after a restart or on another server instance). Public keys are cached briefly; approval
- * changes invalidate the cache.
+ * after a restart or on another server instance).
+ *
+ * Parsed public keys are cached: a device id is the hash of its key, so the key cached for an
+ * id can never be another one. Whether the device may act (enrolled, accepted) is never
+ * cached: the nonce-spending transaction reads it on every request, so a rejected or deleted
+ * device is refused at once. Signatures are verified on libuv's thread pool, in parallel with
+ * the event loop.
  */
 import { createHash, createPublicKey, verify, type KeyObject } from 'node:crypto';
 import type { Kysely } from 'kysely';
@@ -15,6 +20,7 @@ import {
   NONCE_RE,
   deviceSigningString,
 } from '@ferry/protocol';
+import type { CheckinStore, NonceSpend } from './checkin-store.ts';
 import type { FleetDb } from './db-schema.ts';
 
 /** An ed25519 public KeyObject from 64 hex digits; DEVICE_AUTH_FAILED if malformed. */
@@ -31,10 +37,8 @@ export function publicKeyFromHex(hex: string): KeyObject {
   }
 }
 
-/** The verified facts of one device request. */
-export interface DeviceRequest {
-  deviceId: string;
-  nonce: string;
+/** The verified facts of one device request (its nonce not yet spent). */
+export interface DeviceRequest extends NonceSpend {
   timestamp: number;
   body: Uint8Array;
 }
@@ -68,67 +72,100 @@ function headers(req: RawDeviceRequest, now: number) {
   return { deviceId, nonce, timestamp, sig: Buffer.from(sig, 'base64') };
 }
 
-/** Checks one device request; `key` is the enrolled key (or, at enrolment, the offered one). */
-function checkSignature(
+function signingBytes(req: RawDeviceRequest, h: ReturnType<typeof headers>): Buffer {
+  return Buffer.from(
+    deviceSigningString({
+      method: req.method,
+      path: req.path,
+      timestamp: h.timestamp,
+      nonce: h.nonce,
+      bodySha256: createHash('sha256').update(req.body).digest('hex'),
+      deviceId: h.deviceId,
+    }),
+  );
+}
+
+/** Checks one device request's signature with `key` (on the thread pool). */
+async function checkSignature(
   req: RawDeviceRequest,
   h: ReturnType<typeof headers>,
   key: KeyObject,
-): void {
-  const text = deviceSigningString({
-    method: req.method,
-    path: req.path,
-    timestamp: h.timestamp,
-    nonce: h.nonce,
-    bodySha256: createHash('sha256').update(req.body).digest('hex'),
-    deviceId: h.deviceId,
-  });
-  if (h.sig.length !== 64 || !verify(null, Buffer.from(text), key, h.sig))
-    throw new FerryError('DEVICE_AUTH_FAILED', 'device request signature does not verify');
+): Promise<void> {
+  const ok =
+    h.sig.length === 64 &&
+    (await new Promise<boolean>((res) =>
+      verify(null, signingBytes(req, h), key, h.sig, (e, valid) => res(!e && valid)),
+    ));
+  if (!ok) throw new FerryError('DEVICE_AUTH_FAILED', 'device request signature does not verify');
 }
+
+function facts(req: RawDeviceRequest, h: ReturnType<typeof headers>): DeviceRequest {
+  return {
+    deviceId: h.deviceId,
+    nonce: h.nonce,
+    timestamp: h.timestamp,
+    expiresAt: h.timestamp + DEVICE_CLOCK_SKEW_MS,
+    body: req.body,
+  };
+}
+
+/** Refuses a replayed nonce or an unknown device found while spending a nonce. */
+export function refuse(kind: 'replay' | 'unknown'): never {
+  if (kind === 'replay')
+    throw new FerryError('DEVICE_REPLAY', 'nonce already used (replayed request)');
+  throw new FerryError('DEVICE_AUTH_FAILED', 'unknown device');
+}
+
+const KEY_CACHE_MAX = 200_000;
 
 /** Verifies device requests against the registry. */
 export class DeviceAuthenticator {
   readonly #db: Kysely<FleetDb>;
-  readonly #keys = new Map<string, { key: KeyObject; at: number }>();
-  readonly #ttlMs: number;
+  readonly #store: CheckinStore;
+  readonly #keys = new Map<string, KeyObject>();
 
-  constructor(db: Kysely<FleetDb>, ttlMs = 30_000) {
+  constructor(db: Kysely<FleetDb>, store: CheckinStore) {
     this.#db = db;
-    this.#ttlMs = ttlMs;
+    this.#store = store;
   }
 
-  async #key(deviceId: string, now: number): Promise<KeyObject> {
+  async #key(deviceId: string): Promise<KeyObject> {
     const hit = this.#keys.get(deviceId);
-    if (hit && now - hit.at < this.#ttlMs) return hit.key;
-    const row = await this.#db
-      .selectFrom('devices')
-      .select('public_key')
-      .where('id', '=', deviceId)
-      .executeTakeFirst();
-    if (!row) throw new FerryError('DEVICE_AUTH_FAILED', 'unknown device');
-    const key = publicKeyFromHex(row.public_key);
-    if (this.#keys.size > 200_000) this.#keys.clear();
-    this.#keys.set(deviceId, { key, at: now });
+    if (hit) return hit;
+    const hex = await this.#store.publicKey(deviceId);
+    if (hex === undefined) throw new FerryError('DEVICE_AUTH_FAILED', 'unknown device');
+    const key = publicKeyFromHex(hex);
+    // Oldest first out: a Map iterates in insertion order.
+    if (this.#keys.size >= KEY_CACHE_MAX) this.#keys.delete(this.#keys.keys().next().value!);
+    this.#keys.set(deviceId, key);
     return key;
   }
 
-  /** Stores the nonce; DEVICE_REPLAY if it was used before. */
-  async #spendNonce(deviceId: string, nonce: string, timestamp: number): Promise<void> {
-    const r = await this.#db
-      .insertInto('request_nonces')
-      .values({ device_id: deviceId, nonce, expires_at: timestamp + DEVICE_CLOCK_SKEW_MS })
-      .onConflict((oc) => oc.columns(['device_id', 'nonce']).doNothing())
-      .returning('nonce')
-      .executeTakeFirst();
-    if (!r) throw new FerryError('DEVICE_REPLAY', 'nonce already used (replayed request)');
+  /**
+   * Checks headers, clock skew and signature of an enrolled device's request. The caller must
+   * then spend the nonce in the transaction that reads the device (CheckinStore).
+   */
+  async authenticate(req: RawDeviceRequest, now: number): Promise<DeviceRequest> {
+    const h = headers(req, now);
+    await checkSignature(req, h, await this.#key(h.deviceId));
+    return facts(req, h);
   }
 
-  /** Verifies a request of an enrolled device. */
-  async verify(req: RawDeviceRequest, now: number): Promise<DeviceRequest> {
-    const h = headers(req, now);
-    checkSignature(req, h, await this.#key(h.deviceId, now));
-    await this.#spendNonce(h.deviceId, h.nonce, h.timestamp);
-    return { deviceId: h.deviceId, nonce: h.nonce, timestamp: h.timestamp, body: req.body };
+  /**
+   * Verifies a request of an enrolled device and spends its nonce; with `accepted`, refuses a
+   * device that is not accepted (DEVICE_NOT_APPROVED).
+   */
+  async verify(
+    req: RawDeviceRequest,
+    now: number,
+    opts: { accepted?: boolean } = {},
+  ): Promise<DeviceRequest> {
+    const d = await this.authenticate(req, now);
+    const r = await this.#store.spend(d);
+    if (r.kind !== 'spent') refuse(r.kind);
+    if (opts.accepted && r.status !== 'accepted')
+      throw new FerryError('DEVICE_NOT_APPROVED', `device is ${r.status}`);
+    return d;
   }
 
   /** Verifies an enrolment request, signed by the key it offers (proof of possession). */
@@ -141,12 +178,19 @@ export class DeviceAuthenticator {
     const h = headers(req, now);
     if (h.deviceId !== expectedId)
       throw new FerryError('DEVICE_AUTH_FAILED', 'device id does not match the offered key');
-    checkSignature(req, h, publicKeyFromHex(publicKeyHex));
-    await this.#spendNonce(h.deviceId, h.nonce, h.timestamp);
-    return { deviceId: h.deviceId, nonce: h.nonce, timestamp: h.timestamp, body: req.body };
+    await checkSignature(req, h, publicKeyFromHex(publicKeyHex));
+    const d = facts(req, h);
+    const r = await this.#db
+      .insertInto('request_nonces')
+      .values({ device_id: d.deviceId, nonce: d.nonce, expires_at: d.expiresAt })
+      .onConflict((oc) => oc.columns(['device_id', 'nonce']).doNothing())
+      .returning('nonce')
+      .executeTakeFirst();
+    if (!r) refuse('replay');
+    return d;
   }
 
-  /** Drops a cached key (the device was rejected or re-keyed). */
+  /** Drops a cached key (not needed for safety: status is read per request; frees memory). */
   forget(deviceId: string): void {
     this.#keys.delete(deviceId);
   }

@@ -4,17 +4,11 @@
  * itself: no route takes a device id from the path or body.
  */
 import { Hono, type Context } from 'hono';
-import { FerryError } from '@ferry/core';
-import {
-  checkinRequestSchema,
-  enrolRequestSchema,
-  reportRequestSchema,
-  type CheckinResponse,
-  type EnrolResponse,
-} from '@ferry/protocol';
-import { applyReport, assignmentFor } from './assign.ts';
+import { enrolRequestSchema, reportRequestSchema, type EnrolResponse } from '@ferry/protocol';
+import { applyReport } from './assign.ts';
+import { checkIn } from './checkin.ts';
 import { parseBody, type ServerContext } from './context.ts';
-import { deviceIdOf, enrolDevice, getDevice, recordCheckin } from './devices.ts';
+import { deviceIdOf, enrolDevice, getDevice } from './devices.ts';
 import { isFinal } from './rollout-plan.ts';
 import type { RawDeviceRequest } from './device-auth.ts';
 
@@ -46,26 +40,12 @@ export function deviceRoutes(ctx: ServerContext): Hono {
     );
   });
 
-  app.post('/checkin', async (c) => {
-    const now = ctx.now();
-    const d = await ctx.devices.verify(await raw(c), now);
-    const body = parseBody(checkinRequestSchema, d.body);
-    const row = await recordCheckin(ctx.db, d.deviceId, body.inventory, now);
-    if (row.status !== 'accepted')
-      throw new FerryError('DEVICE_NOT_APPROVED', `device is ${row.status}`);
-    ctx.metrics.inc('ferry_checkins_total', 'Device check-ins');
-    const assignment = await assignmentFor(ctx, row, d.nonce, now);
-    const res: CheckinResponse = {
-      pollSeconds: ctx.pollSeconds,
-      assignment,
-      repositoryUrl: ctx.repositoryUrl,
-    };
-    return c.json(res);
-  });
+  app.post('/checkin', async (c) => c.json(await checkIn(ctx, await raw(c), ctx.now())));
 
   app.post('/report', async (c) => {
     const now = ctx.now();
-    const d = await ctx.devices.verify(await raw(c), now);
+    // A rejected device changes no rollout state.
+    const d = await ctx.devices.verify(await raw(c), now, { accepted: true });
     const body = parseBody(reportRequestSchema, d.body);
     const r = await applyReport(ctx.db, d.deviceId, body, now);
     ctx.metrics.inc('ferry_device_reports_total', 'Device reports by state', {

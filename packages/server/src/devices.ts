@@ -14,6 +14,7 @@ import type {
   Inventory,
   Page,
 } from '@ferry/protocol';
+import type { InventoryColumns } from './checkin-store.ts';
 import type { DeviceTable, FleetDb } from './db-schema.ts';
 import { whereFilter } from './device-filter.ts';
 
@@ -37,7 +38,8 @@ export function newToken(): string {
   return 'fet_' + randomBytes(24).toString('base64url');
 }
 
-function inventoryColumns(inv: Inventory) {
+/** The device columns an inventory sets. */
+export function inventoryColumns(inv: Inventory): InventoryColumns {
   const booted = inv.slots.find((s) => s.name === inv.bootedSlot);
   return {
     compatible: inv.compatible,
@@ -111,23 +113,6 @@ export async function enrolDevice(
     .execute();
   await addEvent(db, id, null, 'enrolled', null, t ? 'enrolment token' : 'awaiting approval', now);
   return { deviceId: id, status, created: true };
-}
-
-/** Records a check-in's inventory and the time; returns the updated row. */
-export async function recordCheckin(
-  db: Kysely<FleetDb>,
-  deviceId: string,
-  inv: Inventory,
-  now: number,
-): Promise<DeviceTable> {
-  const row = await db
-    .updateTable('devices')
-    .set({ ...inventoryColumns(inv), last_seen: now })
-    .where('id', '=', deviceId)
-    .returningAll()
-    .executeTakeFirst();
-  if (!row) throw new FerryError('DEVICE_AUTH_FAILED', 'unknown device');
-  return row;
 }
 
 /** Appends to a device's timeline. */

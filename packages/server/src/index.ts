@@ -1,6 +1,14 @@
 /** The fleet server: devices, releases, rollouts, director signing, admin API. */
 export { createServer, type ServerOptions, type FleetServer } from './server.ts';
 export { openDatabase, parseDatabaseUrl, type Database, type Dialect } from './database.ts';
+export type {
+  CheckinStore,
+  CheckinOutcome,
+  SpendOutcome,
+  NonceSpend,
+  InventoryColumns,
+  OpenRollout,
+} from './checkin-store.ts';
 export type { FleetDb } from './db-schema.ts';
 export { jsonLogger, nullLogger, type Logger, type LogLevel } from './logger.ts';
 export { Director, ASSIGNMENT_TTL_MS } from './director.ts';

@@ -23,6 +23,8 @@ export interface SimOptions {
   /** Devices acting at once (default 50). */
   concurrency?: number;
   signal?: AbortSignal;
+  /** Runs once every device has enrolled, before the first check-in (e.g. start a rollout). */
+  afterEnrol?: () => Promise<void>;
   onEvent?: (e: { deviceId: string; state: string; version?: string }) => void;
 }
 
@@ -140,15 +142,20 @@ export async function simulate(o: SimOptions): Promise<SimStats> {
   const worker = async () => {
     for (let i = next++; i < devices.length; i = next++) {
       const d = devices[i]!;
-      try {
-        await d.client.enrol(d.inv, o.token);
-        s.enrolled++;
-      } catch {
-        s.errors++;
+      // A busy server may drop a connection: try again (a new nonce each time) before giving up.
+      for (let attempt = 0; attempt < 3; attempt++) {
+        try {
+          await d.client.enrol(d.inv, o.token);
+          s.enrolled++;
+          break;
+        } catch {
+          s.errors++;
+        }
       }
     }
   };
   await Promise.all(Array.from({ length: Math.min(o.concurrency ?? 50, devices.length) }, worker));
+  await o.afterEnrol?.();
   for (let r = 0; (o.rounds === undefined || r < o.rounds) && !o.signal?.aborted; r++) {
     next = 0;
     const work = async () => {
