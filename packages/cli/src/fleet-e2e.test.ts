@@ -413,6 +413,35 @@ describe('the agent with a fleet server, further', () => {
     });
   });
 
+  describe('when the rollout asks each device to confirm', () => {
+    it('stages the release until the user activates it, then reports rebooting', caps, async () => {
+      const fleet = await startFleet();
+      const d = await device(fleet);
+      try {
+        await cycle(d);
+        const id = await rollout(fleet, '1.1.0', { confirm: true });
+        const r = await cycle(d);
+        assert.equal(r.action, 'staged');
+        assert.equal(r.confirm, true);
+        const agent = await Agent.open({ root: d.root });
+        assert.equal(await agent.bootloader.getPrimary(), 'B', 'the running slot stays primary');
+        assert.equal((await rolloutOf(fleet, id)).counts.installing, 1);
+        assert.equal((await cycle(d)).action, 'waiting');
+        // The user presses Install on the device.
+        await run(FERRY, ['activate', '--root', d.root]);
+        const next = await cycle(d);
+        assert.equal(next.action, 'waiting');
+        assert.equal((await rolloutOf(fleet, id)).counts.rebooting, 1);
+        assert.equal(await bootNext(d), 'A');
+        await run(FERRY, ['boot-check', '--root', d.root]);
+        assert.equal((await rolloutOf(fleet, id)).counts.committed, 1);
+      } finally {
+        await d.cleanup();
+        await fleet.close();
+      }
+    });
+  });
+
   describe('when the daemon runs', () => {
     it(
       'its cycle follows the director, and ferry fleet checkin goes through it',

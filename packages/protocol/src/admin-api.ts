@@ -104,6 +104,8 @@ export interface RolloutView {
   failureThreshold: number;
   minReports: number;
   windows: MaintenanceWindow[];
+  /** Devices wait for their user's confirmation before activating the release. */
+  confirm: boolean;
   counts: StateCounts;
   /** Devices the filter selects in total, and in the phases opened so far. */
   targeted: number;

@@ -111,6 +111,8 @@ export const rolloutCreateSchema = z.strictObject({
   /** Final reports needed before the failure share is judged. */
   minReports: z.number().int().min(1).max(100000).default(3),
   windows: z.array(maintenanceWindowSchema).max(16).default([]),
+  /** Devices install, then wait for their user to confirm (the assignment says so, signed). */
+  confirm: z.boolean().default(false),
 });
 export type RolloutCreate = z.infer<typeof rolloutCreateSchema>;
 

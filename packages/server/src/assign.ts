@@ -79,6 +79,7 @@ function assignment(
     manifestSha256: r.manifestSha256,
     manifestLength: r.manifestLength,
     releaseCounter: r.releaseCounter,
+    ...(r.row.confirm === 1 ? { confirm: true } : {}),
     nonce,
     issuedAt: now,
     expiresAt: now + ASSIGNMENT_TTL_MS,

@@ -77,6 +77,8 @@ export interface RolloutTable {
   failure_threshold: number;
   min_reports: number;
   windows: string;
+  /** 1: devices install, then wait for their user's confirmation (migration 0002). */
+  confirm: number;
   salt: number;
   /** Final and bad reports an operator acknowledged by resuming after a pause. */
   ack_final: number;

@@ -184,6 +184,13 @@ async function createAdminTables(db: AnyDb, dialect: Dialect): Promise<void> {
 export function migrations(dialect: Dialect): Record<string, Migration> {
   return {
     '0001-initial': { up: (db: AnyDb) => initial(db, dialect) },
+    '0002-rollout-confirm': {
+      up: (db: AnyDb) =>
+        db.schema
+          .alterTable('rollouts')
+          .addColumn('confirm', 'integer', (c) => c.notNull().defaultTo(0))
+          .execute(),
+    },
   };
 }
 

@@ -133,6 +133,7 @@ export async function createRollout(
       failure_threshold: body.failureThreshold,
       min_reports: body.minReports,
       windows: JSON.stringify(body.windows),
+      confirm: body.confirm ? 1 : 0,
       // A per-rollout offset, so the same devices are not always the first 1 %.
       salt: randomInt(BUCKETS),
       ack_final: 0,
@@ -228,6 +229,7 @@ export async function rolloutView(db: Kysely<FleetDb>, r: ActiveRollout): Promis
     failureThreshold: r.row.failure_threshold,
     minReports: r.row.min_reports,
     windows: r.windows,
+    confirm: r.row.confirm === 1,
     counts,
     targeted: await countTargets(db, r),
     targetedInPhase: await countTargets(db, r, r.phases[r.row.phase] ?? 100),

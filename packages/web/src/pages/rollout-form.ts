@@ -53,6 +53,7 @@ export function rolloutForm(
   const success = input('ro-success', { type: 'number', min: 0, max: 100, value: 90 });
   const failure = input('ro-failure', { type: 'number', min: 0, max: 100, value: 10 });
   const minReports = input('ro-min-reports', { type: 'number', min: 1, value: 3 });
+  const confirm = input('ro-confirm', { type: 'checkbox' });
   const msg = h('p', { role: 'status', class: 'form-status' });
   const form = h(
     'form',
@@ -69,6 +70,12 @@ export function rolloutForm(
       field('ro-success', 'Advance at committed %', success),
       field('ro-failure', 'Pause above failure %', failure),
       field('ro-min-reports', 'Judge failures after N reports', minReports),
+      field(
+        'ro-confirm',
+        'Ask on each device',
+        confirm,
+        "install, then wait for the device's user to confirm",
+      ),
     ),
     h('button', { type: 'submit' }, 'Start rollout'),
     msg,
@@ -90,6 +97,7 @@ export function rolloutForm(
       successThreshold: Number(success.value) / 100,
       failureThreshold: Number(failure.value) / 100,
       minReports: Number(minReports.value),
+      ...(confirm.checked ? { confirm: true } : {}),
     })
       .then(async (ro) => {
         msg.textContent = `Rollout ${ro.name} started.`;
