@@ -10,10 +10,11 @@ import {
   loadPrivateKey,
   parsePrivateKey,
   writeKeyPair,
+  type PrivateKey,
 } from '@ferry/core';
 import type * as ServerLib from '@ferry/server';
 import type { LogLevel } from '@ferry/server';
-import { flag, str, type CommandContext, type CommandSpec } from './command.ts';
+import { flag, str, strs, type CommandContext, type CommandSpec } from './command.ts';
 
 /**
  * The fleet server's code, loaded only by the commands that run it: a device's `ferry` (the
@@ -36,12 +37,24 @@ function rate(ctx: CommandContext, name: string): number {
   return v;
 }
 
-async function directorKey(path: string | undefined): Promise<ServerLib.Director | undefined> {
+/** The keys of --previous-director-key: they sign beside the current key during a rotation. */
+async function previousDirectorKeys(ctx: CommandContext): Promise<PrivateKey[]> {
+  const paths = strs(ctx, 'previous-director-key');
+  if (paths.length > 0 && !str(ctx, 'director-key'))
+    throw new FerryError('USAGE', '--previous-director-key needs --director-key');
+  if (paths.length > 7) throw new FerryError('USAGE', 'at most 7 previous director keys');
+  return Promise.all(paths.map((p) => loadPrivateKey(p)));
+}
+
+async function directorKey(
+  path: string | undefined,
+  previous: PrivateKey[] = [],
+): Promise<ServerLib.Director | undefined> {
   if (!path) return undefined;
   // First start: make the key; every later start must find the same one (devices pin it).
   if (!existsSync(path) && path.endsWith('.key')) await writeKeyPair(path.slice(0, -'.key'.length));
   const { Director } = await serverLib();
-  return new Director(await loadPrivateKey(path));
+  return new Director(await loadPrivateKey(path), previous);
 }
 
 async function adminPassword(
@@ -115,6 +128,13 @@ export const server: CommandSpec = {
       placeholder: 'FILE',
       description: 'online ed25519 key that signs assignments (created if missing)',
     },
+    'previous-director-key': {
+      type: 'string',
+      placeholder: 'FILE',
+      multiple: true,
+      description:
+        'a replaced director key that still signs beside --director-key, while devices learn the new one (key rotation)',
+    },
     'admin-user': {
       type: 'string',
       placeholder: 'NAME',
@@ -167,7 +187,7 @@ export const server: CommandSpec = {
     const database = await openDatabase(str(ctx, 'db') ?? 'ferry.db');
     const director = cluster.isWorker
       ? await workerDirector()
-      : await directorKey(str(ctx, 'director-key'));
+      : await directorKey(str(ctx, 'director-key'), await previousDirectorKeys(ctx));
     const srv = await createServer({
       database,
       logger,
@@ -194,6 +214,7 @@ export const server: CommandSpec = {
       url,
       dashboard: dashboard ? `${url}/ui/` : null,
       directorKeyId: srv.context.director.publicKey.keyId,
+      directorKeyIds: srv.context.director.publicKeys.map((k) => k.keyId),
       ephemeralDirectorKey: !director,
     });
     if (generated)
@@ -212,10 +233,13 @@ export const server: CommandSpec = {
 /** A worker's director: the primary sends the key over IPC (never in argv or the environment). */
 async function workerDirector(): Promise<ServerLib.Director> {
   const { Director } = await serverLib();
-  const pem = await new Promise<string>((res) =>
-    process.once('message', (m: { directorPem?: string }) => res(m.directorPem ?? '')),
+  const m = await new Promise<{ directorPem?: string; previousPems?: string[] }>((res) =>
+    process.once('message', res),
   );
-  return new Director(parsePrivateKey(pem));
+  return new Director(
+    parsePrivateKey(m.directorPem ?? ''),
+    (m.previousPems ?? []).map((p) => parsePrivateKey(p)),
+  );
 }
 
 /**
@@ -228,7 +252,8 @@ async function primary(ctx: CommandContext, workers: number, level: LogLevel): P
   const logger = jsonLogger(process.stdout, level);
   const { password, generated } = await adminPassword(ctx);
   const keyFile = str(ctx, 'director-key');
-  const director = await directorKey(keyFile);
+  const previous = await previousDirectorKeys(ctx);
+  const director = await directorKey(keyFile, previous);
   const key = keyFile
     ? await loadPrivateKey(keyFile)
     : parsePrivateKey(generateKeyPair().privateKeyPem);
@@ -246,7 +271,10 @@ async function primary(ctx: CommandContext, workers: number, level: LogLevel): P
     let listening = 0;
     cluster.on('listening', () => ++listening === workers && res());
   });
-  for (let i = 0; i < workers; i++) cluster.fork().send({ directorPem: pem });
+  const previousPems = previous.map((k) =>
+    k.key.export({ type: 'pkcs8', format: 'pem' }).toString(),
+  );
+  for (let i = 0; i < workers; i++) cluster.fork().send({ directorPem: pem, previousPems });
   let stopping = false;
   cluster.on('exit', (w, code) => {
     if (stopping) return;
