@@ -5,7 +5,7 @@
  * passes Uptane's full verification against this device's own TUF view: a server can pick
  * among genuine releases, never invent one or go back to an older one.
  */
-import { FerryError, isFerryError, withContext, type ErrorCode } from '@ferry/core';
+import { FerryError, withContext, type ErrorCode } from '@ferry/core';
 import {
   ProtocolError,
   verifyAssignment,
@@ -13,7 +13,6 @@ import {
   type DeviceUpdateState,
   type DirectorKey,
   type ReportRequest,
-  type VerifiedTarget,
 } from '@ferry/protocol';
 import type { Agent, AgentEvent, StatusReport } from './agent.ts';
 import type { ServerConfig, SystemConfig } from './config.ts';
@@ -23,12 +22,20 @@ import {
   inventoryOf,
   loadFleetState,
   saveFleetState,
-  type FleetAssignment,
   type FleetState,
   type ReportedState,
 } from './fleet-state.ts';
 import type { InstallResult } from './install.ts';
 import { openTuf } from './update.ts';
+import {
+  channelOf,
+  holderOf,
+  inFlight,
+  outcome,
+  ProgressReporter,
+  verifiedTarget,
+  withRepository,
+} from './fleet-decide.ts';
 import type { TufClient } from './tuf-client.ts';
 
 /** What a cycle did. */
@@ -74,83 +81,6 @@ export function requireServer(config: SystemConfig): ServerConfig {
   if (!config.server)
     throw new FerryError('FLEET_NOT_CONFIGURED', `no [server] url in ${config.path}`);
   return config.server;
-}
-
-/** The device's config with the repository the server names when system.toml sets none. */
-function withRepository(config: SystemConfig, fleetUrl: string, url: string | null): SystemConfig {
-  if (config.update.repository || !url) return config;
-  const repository = new URL(url, fleetUrl + '/').href.replace(/\/+$/, '');
-  return { ...config, update: { ...config.update, repository } };
-}
-
-/** The TUF-verified target the assignment names (undefined when TUF lists none). */
-async function verifiedTarget(tuf: TufClient, path: string): Promise<VerifiedTarget | undefined> {
-  try {
-    const t = await tuf.getTargetInfo(path);
-    const c = t.custom as { compatible?: unknown; version?: unknown; releaseCounter?: unknown };
-    return {
-      path: t.name,
-      length: t.length,
-      sha256: t.hashes.sha256 ?? '',
-      custom: {
-        compatible: String(c.compatible),
-        version: String(c.version),
-        releaseCounter: Number(c.releaseCounter),
-      },
-    };
-  } catch (e) {
-    if (isFerryError(e, 'TUF_TARGET_NOT_FOUND')) return undefined;
-    throw e;
-  }
-}
-
-/** The channel a manifest path is published in (`channels/<channel>/<compatible>/...`). */
-function channelOf(a: Assignment): string {
-  const m = /^channels\/([a-z][a-z0-9-]{0,31})\//.exec(a.manifestPath);
-  if (!m) throw new FerryError('DEVICE_ASSIGNMENT_MISMATCH', `${a.manifestPath} is in no channel`);
-  return m[1]!;
-}
-
-/**
- * Whether a slot's release is the assigned one. Compared by version and release counter: the
- * assignment hashes the manifest's signed envelope, the slot record its content.
- */
-function holds(
-  rel: { version: string; releaseCounter: number } | undefined,
-  a: { version: string; releaseCounter: number },
-): boolean {
-  return rel?.version === a.version && rel.releaseCounter === a.releaseCounter;
-}
-
-/** The outcome of the assignment the device is working on, when the device has decided it. */
-function outcome(a: FleetAssignment, s: StatusReport): ReportedState | undefined {
-  if (a.state !== 'rebooting' && a.state !== 'installing') return undefined;
-  const slot = s.slots.find((x) => x.name === a.slot);
-  if (!slot) return undefined;
-  // Still staged, or committed and waiting for its reboot.
-  if (s.stagedSlot === slot.name) return undefined;
-  if (s.pendingSlot === slot.name) return a.state === 'installing' ? 'rebooting' : undefined;
-  if (slot.booted) {
-    const bad = slot.record?.markedBadAt;
-    // A health check marked it bad: the device is about to reboot into the fallback.
-    if (bad && a.state === 'rebooting' && (!a.installedAt || bad >= a.installedAt))
-      return 'rolled-back';
-    const good = slot.record?.markedGoodAt;
-    const ours = holds(slot.record?.release, a);
-    return ours && good && (!a.installedAt || good >= a.installedAt) ? 'committed' : undefined;
-  }
-  // Neither staged, nor pending, nor running: the bootloader or a health check gave it up.
-  return a.state === 'rebooting' ? 'rolled-back' : undefined;
-}
-
-/** True while the assignment's slot is staged, pending its reboot, or booted awaiting its check. */
-function inFlight(a: FleetAssignment | undefined, s: StatusReport): boolean {
-  if (!a?.slot || (a.state !== 'installing' && a.state !== 'rebooting')) return false;
-  return (
-    s.stagedSlot === a.slot ||
-    s.pendingSlot === a.slot ||
-    s.slots.some((x) => x.booted && x.name === a.slot)
-  );
 }
 
 /**
@@ -325,11 +255,13 @@ export class FleetSession {
     emit: FleetCycleOptions['onEvent'],
   ): Promise<never> {
     const fe = withContext('checking the assignment', e);
-    const id = (raw as { signed?: { rolloutId?: unknown } } | null)?.signed?.rolloutId;
+    const signed = (raw as { signed?: { rolloutId?: unknown; version?: unknown } } | null)?.signed;
+    const id = signed?.rolloutId;
     if (typeof id === 'string' && id.length > 0 && id.length <= 64 && !TRANSIENT.has(fe.code)) {
+      const v = signed?.version;
       fs.assignment = {
         rolloutId: id,
-        version: '?',
+        version: typeof v === 'string' && v.length <= 64 ? v : 'unknown',
         releaseCounter: 0,
         manifestSha256: '',
         state: 'downloading',
@@ -424,39 +356,5 @@ export class FleetSession {
         ).catch(() => undefined);
       throw fe;
     }
-  }
-}
-
-/** Reports the state of a release no install was needed for: a slot already holds it. */
-async function holderOf(agent: Agent, a: Assignment) {
-  const s = await agent.status();
-  const holder = s.slots.find(
-    (x) =>
-      holds(x.record?.release, a) &&
-      (x.booted || x.name === s.pendingSlot || x.name === s.stagedSlot),
-  );
-  return { s, holder };
-}
-
-/** Sends download progress in 10 % steps, one report at a time, never blocking the install. */
-class ProgressReporter {
-  readonly #send: (percent: number) => Promise<unknown>;
-  #last = 0;
-  #chain: Promise<unknown> = Promise.resolve();
-
-  constructor(send: (percent: number) => Promise<unknown>) {
-    this.#send = send;
-  }
-
-  update(done: number, total: number): void {
-    if (total <= 0) return;
-    const p = Math.min(99, Math.floor((done / total) * 10) * 10);
-    if (p <= this.#last) return;
-    this.#last = p;
-    this.#chain = this.#chain.then(() => this.#send(p));
-  }
-
-  flush(): Promise<unknown> {
-    return this.#chain;
   }
 }
