@@ -102,6 +102,30 @@ async function device(
   return d;
 }
 
+/** The result of a `--json` command: events come first, one line each, then the result. */
+function lastDocument(stdout: string): unknown {
+  const at = stdout.startsWith('{\n') ? 0 : stdout.lastIndexOf('\n{\n') + 1;
+  return JSON.parse(stdout.slice(at));
+}
+
+/** Runs `fn` with a fresh fleet and one of its devices, and removes both afterwards. */
+async function withFleetDevice(
+  fn: (fleet: Fleet, d: DeviceFixture) => Promise<void>,
+  o: { signer?: Director; token?: boolean; extraToml?: string } = {},
+): Promise<void> {
+  const fleet = await startFleet(o.signer);
+  try {
+    const d = await device(fleet, o);
+    try {
+      await fn(fleet, d);
+    } finally {
+      await d.cleanup();
+    }
+  } finally {
+    await fleet.close();
+  }
+}
+
 /** Plays the bootloader's side of one boot and sets the kernel command line it chose. */
 async function bootNext(d: DeviceFixture): Promise<string> {
   const agent = await Agent.open({ root: d.root });
@@ -171,9 +195,7 @@ describe('the agent with a fleet server', () => {
       'enrols, installs the verified assignment, and reports committed after the good boot',
       caps,
       async () => {
-        const fleet = await startFleet();
-        const d = await device(fleet);
-        try {
+        await withFleetDevice(async (fleet, d) => {
           const first = await cycle(d);
           assert.equal(first.enrolment, 'accepted');
           assert.equal(first.assignment, undefined);
@@ -182,8 +204,7 @@ describe('the agent with a fleet server', () => {
           // Through the CLI, as an operator or the daemon's timer would.
           const { stdout } = await run(FERRY, ['fleet', 'checkin', '--root', d.root, '--json']);
           // Events come first, one compact JSON line each; the result is the final document.
-          const at = stdout.startsWith('{\n') ? 0 : stdout.lastIndexOf('\n{\n') + 1;
-          const r = JSON.parse(stdout.slice(at)) as {
+          const r = lastDocument(stdout) as {
             action: string;
             installed: { version: string; target: string; fetchedBytes: number };
           };
@@ -212,19 +233,14 @@ describe('the agent with a fleet server', () => {
             assert.ok(events.includes(s), `${s} in ${events.join(',')}`);
           const again = await cycle(d);
           assert.equal(again.assignment, undefined);
-        } finally {
-          await d.cleanup();
-          await fleet.close();
-        }
+        });
       },
     );
   });
 
   describe('when the new release fails its health check', () => {
     it('reports rolled-back and the rollout pauses itself', caps, async () => {
-      const fleet = await startFleet();
-      const d = await device(fleet);
-      try {
+      await withFleetDevice(async (fleet, d) => {
         await cycle(d);
         const id = await rollout(fleet, '1.1.0');
         assert.equal((await cycle(d)).action, 'installed');
@@ -243,18 +259,13 @@ describe('the agent with a fleet server', () => {
         assert.equal(after.state, 'paused');
         const st = await loadFleetState((await Agent.open({ root: d.root })).config);
         assert.equal(st.lastOutcome?.state, 'rolled-back');
-      } finally {
-        await d.cleanup();
-        await fleet.close();
-      }
+      });
     });
   });
 
   describe('when the new release never comes up and the bootloader falls back', () => {
     it('the boot check on the old slot reports rolled-back with the reason', caps, async () => {
-      const fleet = await startFleet();
-      const d = await device(fleet);
-      try {
+      await withFleetDevice(async (fleet, d) => {
         await cycle(d);
         const id = await rollout(fleet, '1.1.0');
         assert.equal((await cycle(d)).action, 'installed');
@@ -271,10 +282,7 @@ describe('the agent with a fleet server', () => {
           )
         ).events.find((e) => e.state === 'rolled-back')?.detail;
         assert.match(detail ?? '', /did not boot to a good state/);
-      } finally {
-        await d.cleanup();
-        await fleet.close();
-      }
+      });
     });
   });
 
@@ -283,21 +291,19 @@ describe('the agent with a fleet server', () => {
       'refuses an assignment signed by a key the device does not trust, writes nothing, reports failed',
       caps,
       async () => {
-        const fleet = await startFleet(new Director(newKey()));
-        const d = await device(fleet);
-        try {
-          await cycle(d);
-          const id = await rollout(fleet, '1.1.0');
-          const before = await d.digest();
-          await assert.rejects(cycle(d), (e: unknown) =>
-            isFerryError(e, 'DEVICE_ASSIGNMENT_INVALID'),
-          );
-          assert.equal(await d.digest(), before);
-          assert.equal((await rolloutOf(fleet, id)).counts.failed, 1);
-        } finally {
-          await d.cleanup();
-          await fleet.close();
-        }
+        await withFleetDevice(
+          async (fleet, d) => {
+            await cycle(d);
+            const id = await rollout(fleet, '1.1.0');
+            const before = await d.digest();
+            await assert.rejects(cycle(d), (e: unknown) =>
+              isFerryError(e, 'DEVICE_ASSIGNMENT_INVALID'),
+            );
+            assert.equal(await d.digest(), before);
+            assert.equal((await rolloutOf(fleet, id)).counts.failed, 1);
+          },
+          { signer: new Director(newKey()) },
+        );
       },
     );
 
@@ -305,20 +311,16 @@ describe('the agent with a fleet server', () => {
       'accepts the assignments of a server rotating its key, signed with the new and the old key',
       caps,
       async () => {
-        const fleet = await startFleet(
-          new Director(newKey(), [parsePrivateKey(director.privateKeyPem)]),
+        await withFleetDevice(
+          async (fleet, d) => {
+            await cycle(d);
+            await rollout(fleet, '1.1.0');
+            const r = await cycle(d);
+            assert.equal(r.action, 'installed');
+            assert.equal(r.installed?.version, '1.1.0');
+          },
+          { signer: new Director(newKey(), [parsePrivateKey(director.privateKeyPem)]) },
         );
-        const d = await device(fleet);
-        try {
-          await cycle(d);
-          await rollout(fleet, '1.1.0');
-          const r = await cycle(d);
-          assert.equal(r.action, 'installed');
-          assert.equal(r.installed?.version, '1.1.0');
-        } finally {
-          await d.cleanup();
-          await fleet.close();
-        }
       },
     );
 
@@ -326,9 +328,7 @@ describe('the agent with a fleet server', () => {
       'refuses a release the signed repository does not list (arbitrary software)',
       caps,
       async () => {
-        const fleet = await startFleet();
-        const d = await device(fleet);
-        try {
+        await withFleetDevice(async (fleet, d) => {
           await cycle(d);
           // The fleet database gains a release no TUF targets role signs (a compromised server).
           const path = 'channels/stable/test-board/9.9.9/manifest.json';
@@ -354,19 +354,14 @@ describe('the agent with a fleet server', () => {
           );
           assert.equal(await d.digest(), before);
           assert.equal((await rolloutOf(fleet, id)).counts.failed, 1);
-        } finally {
-          await d.cleanup();
-          await fleet.close();
-        }
+        });
       },
     );
   });
 
   describe('when the device has no director keyring', () => {
     it('is refused with the keyring error before anything is written', caps, async () => {
-      const fleet = await startFleet();
-      const d = await device(fleet);
-      try {
+      await withFleetDevice(async (fleet, d) => {
         await cycle(d);
         await rollout(fleet, '1.1.0');
         await writeFile(join(d.root, 'etc/ferry/director-keyring'), 'not a key\n');
@@ -381,10 +376,7 @@ describe('the agent with a fleet server', () => {
             'PRIVATE KEY',
           ),
         );
-      } finally {
-        await d.cleanup();
-        await fleet.close();
-      }
+      });
     });
   });
 });
@@ -392,32 +384,28 @@ describe('the agent with a fleet server', () => {
 describe('the agent with a fleet server, further', () => {
   describe('when the device enrols without a token', () => {
     it('waits for approval, then checks in once an admin approves it', caps, async () => {
-      const fleet = await startFleet();
-      const d = await device(fleet, { token: false });
-      try {
-        const first = await cycle(d);
-        assert.equal(first.enrolment, 'pending');
-        assert.equal(first.action, 'pending-approval');
-        const { stdout } = await run(FERRY, ['fleet', 'status', '--root', d.root, '--json']);
-        const st = JSON.parse(stdout) as { deviceId: string; enrolment: string };
-        assert.equal(st.deviceId, first.deviceId);
-        assert.equal(st.enrolment, 'pending');
-        await fleet.admin.post(`/api/v1/devices/${first.deviceId}/approve`, {});
-        const next = await cycle(d);
-        assert.equal(next.enrolment, 'accepted');
-        assert.equal(next.action, 'none');
-      } finally {
-        await d.cleanup();
-        await fleet.close();
-      }
+      await withFleetDevice(
+        async (fleet, d) => {
+          const first = await cycle(d);
+          assert.equal(first.enrolment, 'pending');
+          assert.equal(first.action, 'pending-approval');
+          const { stdout } = await run(FERRY, ['fleet', 'status', '--root', d.root, '--json']);
+          const st = JSON.parse(stdout) as { deviceId: string; enrolment: string };
+          assert.equal(st.deviceId, first.deviceId);
+          assert.equal(st.enrolment, 'pending');
+          await fleet.admin.post(`/api/v1/devices/${first.deviceId}/approve`, {});
+          const next = await cycle(d);
+          assert.equal(next.enrolment, 'accepted');
+          assert.equal(next.action, 'none');
+        },
+        { token: false },
+      );
     });
   });
 
   describe('when the rollout asks each device to confirm', () => {
     it('stages the release until the user activates it, then reports rebooting', caps, async () => {
-      const fleet = await startFleet();
-      const d = await device(fleet);
-      try {
+      await withFleetDevice(async (fleet, d) => {
         await cycle(d);
         const id = await rollout(fleet, '1.1.0', { confirm: true });
         const r = await cycle(d);
@@ -435,10 +423,7 @@ describe('the agent with a fleet server, further', () => {
         assert.equal(await bootNext(d), 'A');
         await run(FERRY, ['boot-check', '--root', d.root]);
         assert.equal((await rolloutOf(fleet, id)).counts.committed, 1);
-      } finally {
-        await d.cleanup();
-        await fleet.close();
-      }
+      });
     });
   });
 
@@ -458,8 +443,7 @@ describe('the agent with a fleet server, further', () => {
           assert.equal((await daemon.runCycle()).action, 'up-to-date');
           await rollout(fleet, '1.1.0');
           const { stdout } = await run(FERRY, ['fleet', 'checkin', '--root', d.root, '--json']);
-          const at = stdout.startsWith('{\n') ? 0 : stdout.lastIndexOf('\n{\n') + 1;
-          const o = JSON.parse(stdout.slice(at)) as {
+          const o = lastDocument(stdout) as {
             action: string;
             reboot?: string;
             installed?: { version: string };

@@ -17,6 +17,8 @@ import {
   type Database,
   type FleetServer,
 } from '@ferry/server';
+import assert from 'node:assert/strict';
+import type { Vm } from './qemu.ts';
 import type { Run } from './scenario.ts';
 import { startFileServer, type FileServer } from './file-server.ts';
 
@@ -159,4 +161,13 @@ export async function startVmFleet(run: Run, releases: string[]): Promise<VmFlee
       await database.close();
     },
   };
+}
+
+/** Runs `ferry fleet checkin --json` in the guest; returns its final JSON document. */
+export async function guestCheckin(vm: Vm): Promise<Record<string, unknown>> {
+  const { rc, output } = await vm.run(`ferry fleet checkin ${GUEST_FLEET_CONFIG} --json`, 600_000);
+  assert.equal(rc, 0, vm.tail());
+  const start = output.lastIndexOf('{');
+  assert.ok(start >= 0, vm.tail());
+  return JSON.parse(output.slice(start).join('\n')) as Record<string, unknown>;
 }

@@ -3,7 +3,7 @@ import { statSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import type { StatusReport } from '@ferry/agent';
 import { needs } from '@ferry/testing';
-import { GUEST_FLEET_CONFIG, startVmFleet, type VmFleet } from './fleet-host.ts';
+import { guestCheckin, startVmFleet, type VmFleet } from './fleet-host.ts';
 import { Vm } from './qemu.ts';
 import {
   deviceState,
@@ -35,17 +35,7 @@ describe('S2 update v1 -> v2, then S5 manual rollback', needs(...VM_CAPS), () =>
     await fleet?.close();
   });
 
-  /** Runs `ferry fleet checkin --json` in the guest; returns the final JSON document. */
-  async function checkin(): Promise<Record<string, unknown>> {
-    const { rc, output } = await vm.run(
-      `ferry fleet checkin ${GUEST_FLEET_CONFIG} --json`,
-      600_000,
-    );
-    assert.equal(rc, 0, vm.tail());
-    const start = output.lastIndexOf('{');
-    assert.ok(start >= 0, vm.tail());
-    return JSON.parse(output.slice(start).join('\n')) as Record<string, unknown>;
-  }
+  const checkin = () => guestCheckin(vm);
 
   describe('when v2 is installed from the update host', () => {
     it('A boots v1 and its boot check passes', async () => {

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { StatusReport } from '@ferry/agent';
 import { needs } from '@ferry/testing';
-import { GUEST_FLEET_CONFIG, startVmFleet, type VmFleet } from './fleet-host.ts';
+import { guestCheckin, startVmFleet, type VmFleet } from './fleet-host.ts';
 import { Vm } from './qemu.ts';
 import {
   BOOT_MS,
@@ -42,15 +42,7 @@ describe('S3 broken updates roll back', needs(...VM_CAPS), () => {
     await fleet?.close();
   });
 
-  /** `ferry fleet checkin --json` in the guest: the final JSON document. */
-  async function checkin(): Promise<Record<string, unknown>> {
-    const { rc, output } = await vm.run(
-      `ferry fleet checkin ${GUEST_FLEET_CONFIG} --json`,
-      600_000,
-    );
-    assert.equal(rc, 0, vm.tail());
-    return JSON.parse(output.slice(output.lastIndexOf('{')).join('\n')) as Record<string, unknown>;
-  }
+  const checkin = () => guestCheckin(vm);
 
   /** Rolls `version` out, lets the guest install it, and reboots; returns the console mark. */
   async function installAndReboot(version: string): Promise<number> {
