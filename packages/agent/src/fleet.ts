@@ -247,6 +247,7 @@ export class FleetSession {
   /**
    * Tells the server an assignment was refused (failed, with the code), then throws. The
    * rollout id is unverified here, which is harmless: a device can only report about itself.
+   * While another assignment is in progress nothing is reported, only thrown.
    */
   async #refused(
     fs: FleetState,
@@ -257,7 +258,9 @@ export class FleetSession {
     const fe = withContext('checking the assignment', e);
     const signed = (raw as { signed?: { rolloutId?: unknown; version?: unknown } } | null)?.signed;
     const id = signed?.rolloutId;
-    if (typeof id === 'string' && id.length > 0 && id.length <= 64 && !TRANSIENT.has(fe.code)) {
+    // Never over an assignment in progress: a forged one must not end a genuine one.
+    const report = !fs.assignment && typeof id === 'string' && id.length > 0 && id.length <= 64;
+    if (report && !TRANSIENT.has(fe.code)) {
       const v = signed?.version;
       fs.assignment = {
         rolloutId: id,
