@@ -16,10 +16,11 @@ import {
 
 const VM_CAPS = ['root', 'loop', 'qemu', 'grub-bios', 'busybox', 'mksquashfs', 'debugfs'] as const;
 
-// One VM run: A commits v1; the fleet server's rollout assigns v2, which the agent installs from
+// One VM run: the provisioned disk boots for the first time and A commits v1 (S1); the guest
+// reaches the fleet server on the host (10.0.2.2) and its rollout assigns v2, which the agent installs from
 // the repository into B; B boots and commits, and the server hears it (S2); then a manual
 // rollback brings A back (S5). Each step needs the one before it.
-describe('S2 update v1 -> v2, then S5 manual rollback', needs(...VM_CAPS), () => {
+describe('S1 fresh boot, S2 update v1 -> v2, then S5 manual rollback', needs(...VM_CAPS), () => {
   let run: Run;
   let vm: Vm;
   let fleet: VmFleet;
@@ -38,9 +39,25 @@ describe('S2 update v1 -> v2, then S5 manual rollback', needs(...VM_CAPS), () =>
   const checkin = () => guestCheckin(vm);
 
   describe('when v2 is installed from the update host', () => {
-    it('A boots v1 and its boot check passes', async () => {
+    it('S1: GRUB boots slot A on trial and the boot check commits v1', async () => {
       const boot = await waitBoot(vm, 0);
       assert.deepEqual([boot.slot, boot.release, boot.bootCheckRc], ['A', '1.0.0', 0], vm.tail());
+      assert.match(boot.grub, /ORDER=A B .*A_LEFT=2/, vm.tail());
+      const status = (await guestJson(vm, 'ferry status --json')) as StatusReport;
+      assert.equal(status.booted?.bootname, 'A');
+      assert.equal(status.pendingSlot, undefined);
+      assert.equal(status.slots.find((s) => s.bootname === 'A')?.boot?.state, 'good');
+    });
+
+    it('S1: the disk shows v1 committed in A', async () => {
+      assert.equal((await vm.run('sync', 60_000)).rc, 0);
+      const { grub, state } = deviceState(run);
+      assert.equal(grub.ORDER, 'A B');
+      assert.equal(grub.A_OK, '1');
+      assert.equal(grub.A_LEFT, undefined);
+      assert.equal(state.pendingSlot, undefined);
+      assert.equal(state.highWaterCounter, 1);
+      assert.equal(state.slots['rootfs.0']?.release?.version, '1.0.0');
     });
 
     it('the agent enrols with the fleet server and is assigned nothing yet', async () => {
