@@ -19,8 +19,19 @@ import { flag, str, strs, type CommandContext, type CommandSpec } from './comman
 /**
  * The fleet server's code, loaded only by the commands that run it: a device's `ferry` (the
  * agent commands) then never loads the server or its dependencies, which a device image lacks.
+ * In a device build (scripts/build-device.ts) it is missing: SERVER_NOT_INSTALLED.
  */
-export const serverLib = (): Promise<typeof ServerLib> => import('@ferry/server');
+export const serverLib = (): Promise<typeof ServerLib> =>
+  import('@ferry/server').catch((e: unknown) => {
+    const err = e as { code?: string; message?: string };
+    if (err.code === 'ERR_MODULE_NOT_FOUND' && err.message?.includes("'@ferry/server'"))
+      throw new FerryError(
+        'SERVER_NOT_INSTALLED',
+        'this ferry is a device build without the fleet server; run the server from a full install',
+        { cause: e },
+      );
+    throw e;
+  });
 
 function int(ctx: CommandContext, name: string, def: number, min = 0): number {
   const v = str(ctx, name);

@@ -158,6 +158,8 @@ export const ERROR_CODES = {
     'a passwd, group, shadow or gshadow file is oversized or has a malformed line',
   // Fleet server (packages/server) and the device protocol (packages/protocol)
   SERVER_CONFIG: 'the fleet server configuration (database URL, keys, repository) is invalid',
+  SERVER_NOT_INSTALLED:
+    'this ferry is a device build, without the fleet server that `ferry server`, `sim` and `demo fleet` run',
   SERVER_DATABASE: 'the fleet server database cannot be opened or migrated',
   SERVER_BAD_REQUEST: 'a request body, parameter or filter does not match its schema',
   SERVER_BODY_TOO_LARGE: 'a request body is larger than the route accepts',

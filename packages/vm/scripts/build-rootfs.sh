@@ -14,7 +14,7 @@ rm -rf "$OUT"
 mkdir -p "$OUT"
 cd "$OUT"
 mkdir -p bin sbin usr/bin lib/x86_64-linux-gnu lib64 etc/ferry/keyring etc/ferry/health.d \
-    boot proc sys dev run tmp data root opt/ferry/packages opt/ferry/node_modules/@ferry var/lib
+    boot proc sys dev run tmp data root opt var/lib
 cp /bin/busybox bin/busybox
 for applet in $(bin/busybox --list); do
     [ "$applet" = busybox ] || ln -s busybox "bin/$applet"
@@ -31,20 +31,10 @@ for lib in $(ldd "$NODE" | awk '/=> \// { print $3 } /^\t\/lib64\// { print $1 }
     esac
 done
 
-# Ferry's runtime: sources without tests, types erased (strip-types.mjs), and the production
-# dependency tree of the CLI.
-cp "$REPO/package.json" opt/ferry/package.json
-for p in core protocol builder repo agent cli; do
-    "$NODE" --disable-warning=ExperimentalWarning "$HERE/strip-types.mjs" "$REPO/packages/$p" "opt/ferry/packages/$p"
-    ln -s "../../packages/$p" "opt/ferry/node_modules/@ferry/$p"
-done
-(cd "$REPO" && npm ls --omit=dev --all --parseable -w packages/cli 2>/dev/null) |
-    sed -n "s|^$REPO/node_modules/||p" | grep -v '^@ferry/' | grep -v '/node_modules/' |
-    while read -r dep; do
-        mkdir -p "opt/ferry/node_modules/$(dirname "$dep")"
-        cp -a "$REPO/node_modules/$dep" "opt/ferry/node_modules/$dep"
-    done
-printf '#!/bin/sh\nexec /usr/bin/node --disable-warning=ExperimentalWarning /opt/ferry/packages/cli/src/main.js "$@"\n' >usr/bin/ferry
+# Ferry's runtime: the device build (scripts/build-device.ts), the CLI and agent as a few plain
+# JavaScript files; under TCG it starts about 4x faster than the workspace's module tree.
+"$NODE" "$REPO/scripts/build-device.ts" opt/ferry >/dev/null
+printf '#!/bin/sh\nexec /usr/bin/node --disable-warning=ExperimentalWarning /opt/ferry/ferry.mjs "$@"\n' >usr/bin/ferry
 chmod 755 usr/bin/ferry
 
 # Kernel and initramfs live inside the slot: GRUB loads them from the squashfs.

@@ -31,7 +31,9 @@ export function hashFiles(paths: string[]): string {
 
 /** Ferry's runtime as it goes into the root image: non-test sources and package manifests. */
 export function ferrySourcesHash(): string {
-  const files = [join(REPO, 'package.json'), join(REPO, 'package-lock.json')];
+  const files = ['package.json', 'package-lock.json', 'scripts/build-device.ts'].map((f) =>
+    join(REPO, f),
+  );
   for (const p of ['core', 'protocol', 'builder', 'repo', 'agent', 'cli']) {
     const src = join(REPO, 'packages', p, 'src');
     files.push(join(REPO, 'packages', p, 'package.json'));
