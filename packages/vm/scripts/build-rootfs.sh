@@ -85,6 +85,12 @@ timeout = 60
 [bootloader.grub]
 env = "/boot/grub/grubenv"
 
+# ferry reboot --kexec: the line GRUB's menu entry for the slot passes (build-disk.sh).
+[kexec]
+kernel = "/boot/vmlinuz"
+initrd = "/boot/initrd.img"
+cmdline = "root=PARTLABEL=rootfs-{bootname-lower} ro ferry.slot={bootname} console=ttyS0,115200 panic=5 loglevel=3"
+
 [slot.rootfs.0]
 device = "/dev/vda3"
 bootname = "A"
