@@ -14,6 +14,8 @@ PACKAGES=(
   postgresql chromium fonts-liberation
   # real-boot tests (packages/vm): QEMU, GRUB for BIOS, busybox for the initramfs
   qemu-system-x86 grub-pc-bin busybox-static kmod cpio
+  # kexec into an installed update (ferry reboot --kexec): the guest image carries its kexec
+  kexec-tools
   # delta benchmark peers (npm run bench)
   zchunk ostree xdelta3 rsync
   # deployments: the btrfs loop test (reflink checkouts)

@@ -3,17 +3,27 @@
  * operations the CLI and the daemon offer: status, install, mark, rollback, boot-check.
  */
 import { spawn } from 'node:child_process';
-import { FerryError, loadKeyring, openSource, type ByteSource } from '@ferry/core';
+import { FerryError, isFerryError, loadKeyring, openSource, type ByteSource } from '@ferry/core';
 import type { Bootloader, BootState } from './bootloader.ts';
 import { createBootloader } from './bootloaders.ts';
-import { bootableSlots, loadConfig, type SlotConfig, type SystemConfig } from './config.ts';
+import {
+  bootableSlots,
+  loadConfig,
+  type REBOOT_METHODS,
+  type SlotConfig,
+  type SystemConfig,
+} from './config.ts';
 import { detectBootedSlot } from './booted.ts';
 import { runHealthChecks, type HealthResult } from './health.ts';
 import { installBundle, installRelease, type InstallEvent, type InstallResult } from './install.ts';
 import { checkUpdate, openRepoRelease, type ReleaseChoice, type UpdateCheck } from './update.ts';
 import type { TufClient } from './tuf-client.ts';
 import { FleetSession, type FleetCycleOptions, type FleetCycleResult } from './fleet.ts';
+import { execKexec, loadKexec, type KexecPlan } from './kexec.ts';
 import { StateStore, type AgentState } from './state.ts';
+
+/** How a reboot reaches the next system: the firmware and bootloader, or kexec. */
+export type RebootMethod = (typeof REBOOT_METHODS)[number];
 
 export type AgentEvent =
   | InstallEvent
@@ -25,7 +35,10 @@ export type AgentEvent =
   | { id: 'rollback.detected'; from: string; to: string; reason: string }
   | { id: 'rollback.triggered'; from: string; to: string; reason: string }
   | { id: 'health.result'; check: string; ok: boolean; detail: string; seconds: number }
-  | { id: 'update.checked'; check: UpdateCheck };
+  | { id: 'update.checked'; check: UpdateCheck }
+  | ({ id: 'reboot.started'; method: 'kexec' } & KexecPlan)
+  | { id: 'reboot.started'; method: 'firmware' }
+  | { id: 'reboot.kexec-failed'; code: string; message: string; fallback: boolean };
 
 /** What `Agent.update` did. */
 export interface UpdateResult {
@@ -377,8 +390,39 @@ export class Agent {
     return { ...base, result: 'bad' };
   }
 
-  /** Reboots now (FERRY_REBOOT_COMMAND or systemctl reboot). */
+  /** Reboots now, by [system] reboot-method (see `reboot`). */
   async rebootNow(): Promise<void> {
+    await this.reboot();
+  }
+
+  /**
+   * Reboots into the slot the bootloader boots next. `firmware`: FERRY_REBOOT_COMMAND (default
+   * `systemctl reboot`). `kexec`: the next slot's kernel is loaded from its image and started
+   * without firmware and bootloader, its boot attempt counted by the backend (kexec.ts). Without
+   * `method`, [system] reboot-method decides, and a kexec that fails before it starts falls back
+   * to the firmware when [kexec] fallback is true; an explicit `kexec` never falls back.
+   */
+  async reboot(opts: { method?: RebootMethod; onEvent?: (e: AgentEvent) => void } = {}) {
+    const emit = opts.onEvent ?? (() => undefined);
+    const method = opts.method ?? this.config.rebootMethod;
+    if (method === 'kexec') {
+      const fallback = opts.method === undefined && this.config.kexec.fallback;
+      try {
+        const dev = {
+          config: this.config,
+          bootloader: this.bootloader,
+          state: await this.state.load(),
+        };
+        const plan = await loadKexec(dev);
+        emit({ id: 'reboot.started', method: 'kexec', ...plan });
+        await execKexec(dev, plan);
+      } catch (e) {
+        const known = isFerryError(e) && e.code !== 'INTERNAL';
+        if (!fallback || !known) throw e;
+        emit({ id: 'reboot.kexec-failed', code: e.code, message: e.message, fallback: true });
+      }
+    }
+    emit({ id: 'reboot.started', method: 'firmware' });
     await reboot();
   }
 

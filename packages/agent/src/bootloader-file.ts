@@ -11,7 +11,13 @@
 import { mkdir, readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { FerryError, writeFileAtomic } from '@ferry/core';
-import type { Bootloader, BootloaderContext, BootState, SlotBootState } from './bootloader.ts';
+import type {
+  Bootloader,
+  BootloaderContext,
+  BootState,
+  NextBoot,
+  SlotBootState,
+} from './bootloader.ts';
 
 interface FileBootState {
   order: string[];
@@ -131,5 +137,36 @@ export class FileBootloader implements Bootloader {
     s.slots[bootname] = state === 'good' ? { good: true } : { good: false, left: 0 };
     if (!s.order.includes(bootname)) s.order.push(bootname);
     await this.write(s);
+  }
+
+  /** The slot `bootModel` would boot next, and its attempts left after it; nothing is written. */
+  async nextBoot(): Promise<NextBoot> {
+    const s = await this.read();
+    const bootname = bootModel(s);
+    const left = bootname !== undefined ? s.slots[bootname]?.left : undefined;
+    return {
+      ...(bootname !== undefined ? { bootname } : {}),
+      ...(left !== undefined ? { attemptsLeft: left } : {}),
+    };
+  }
+
+  /** One boot of `bootModel` for `bootname` (an attempt consumed); resolves to the undo. */
+  async countBootAttempt(bootname: string): Promise<() => Promise<void>> {
+    this.#check(bootname);
+    const s = await this.read();
+    const before = s.slots[bootname]?.left;
+    const booted = bootModel(s);
+    if (booted !== bootname)
+      throw new FerryError(
+        'KEXEC_NO_TARGET',
+        `the bootloader would boot ${booted ?? 'no slot'} next, not ${bootname}`,
+      );
+    await this.write(s);
+    return async () => {
+      const now = await this.read();
+      const slot = now.slots[bootname];
+      if (slot && before !== undefined) slot.left = before;
+      await this.write(now);
+    };
   }
 }

@@ -277,3 +277,99 @@ describe('bootloader-grub', () => {
       ));
   });
 });
+
+describe('bootloader-grub kexec counting', () => {
+  const orders = [undefined, 'A B', 'B A'];
+  const oks = [undefined, '1', '0'];
+  const lefts = [undefined, '0', '1', '3'];
+  /** Every grubenv these value lists make, as variable tables. */
+  function* states(): Generator<Record<string, string>> {
+    for (const ORDER of orders)
+      for (const A_OK of oks)
+        for (const B_OK of oks)
+          for (const A_LEFT of lefts)
+            for (const B_LEFT of lefts) {
+              const v = { ORDER, A_OK, B_OK, A_LEFT, B_LEFT };
+              yield Object.fromEntries(
+                Object.entries(v).filter((e): e is [string, string] => e[1] !== undefined),
+              );
+            }
+  }
+
+  describe('when a boot is counted by the agent instead of ferry-ab.cfg', () => {
+    it('chooses the slot the script boots and leaves the same grubenv, in every state', () =>
+      withSetup(async (s) => {
+        const model = join(s.dir, 'model-grubenv');
+        for (const vars of states()) {
+          const env = GrubEnv.create();
+          for (const [k, v] of Object.entries(vars)) env.set(k, v);
+          await writeGrubEnv(s.path, env);
+          await writeGrubEnv(model, env);
+          const bl = s.make();
+          const next = await bl.nextBoot();
+          const scripted = await ferryAbCfg(model);
+          const what = JSON.stringify(vars);
+          if (next.bootname === undefined) {
+            // Only the script's last resort is left: kexec refuses, the script changes nothing.
+            assert.deepEqual(await readFile(model), await readFile(s.path), what);
+            continue;
+          }
+          assert.equal(next.bootname, scripted, what);
+          await bl.countBootAttempt(next.bootname);
+          assert.deepEqual(await readFile(s.path), await readFile(model), what);
+          assert.equal(
+            next.attemptsLeft,
+            (await bl.getState(next.bootname)).attemptsLeft,
+            `attempts left after the boot: ${what}`,
+          );
+        }
+      }));
+  });
+
+  describe('when the count is given back', () => {
+    it('restores the grubenv byte for byte', () =>
+      withSetup(
+        async (s) => {
+          const before = await readFile(s.path);
+          const giveBack = await s.make().countBootAttempt('B');
+          assert.equal((await readGrubEnv(s.path))?.get('B_LEFT'), '1');
+          await giveBack();
+          assert.deepEqual(await readFile(s.path), before);
+        },
+        {},
+        { ORDER: 'B A', A_OK: '1', B_OK: '1', B_LEFT: '2' },
+      ));
+  });
+
+  describe('when the slot asked for is not the one the script would boot', () => {
+    it('refuses with KEXEC_NO_TARGET and writes nothing', () =>
+      withSetup(
+        async (s) => {
+          const before = await readFile(s.path);
+          await assert.rejects(s.make().countBootAttempt('A'), (e) =>
+            isFerryError(e, 'KEXEC_NO_TARGET'),
+          );
+          assert.deepEqual(await readFile(s.path), before);
+        },
+        {},
+        { ORDER: 'B A', A_OK: '1', B_OK: '1', B_LEFT: '2' },
+      ));
+  });
+
+  describe('when the scheme is rauc', () => {
+    it("sets X_TRY=1 as RAUC's script does when it boots X", () =>
+      withSetup(
+        async (s) => {
+          const bl = s.make();
+          await bl.setPrimary('B', 3);
+          const next = await bl.nextBoot();
+          assert.equal(next.bootname, 'B');
+          await bl.countBootAttempt('B');
+          assert.equal((await readGrubEnv(s.path))?.get('B_TRY'), '1');
+          assert.equal(await raucGrubConf(s.path), 'A', 'the script sees B tried');
+        },
+        { scheme: 'rauc' },
+        { ORDER: 'A B', A_OK: '1', A_TRY: '0', B_OK: '1', B_TRY: '0' },
+      ));
+  });
+});

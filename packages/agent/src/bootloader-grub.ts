@@ -23,8 +23,10 @@ import type {
   BootloaderContext,
   BootloaderFactory,
   BootState,
+  NextBoot,
   SlotBootState,
 } from './bootloader.ts';
+import { grubBootChoice } from './grub-boot-choice.ts';
 import { GrubEnv, readGrubEnv, writeGrubEnv } from './grub-env.ts';
 
 /** GRUB script has no arithmetic: ferry-ab.cfg counts down with an if-chain from 9. */
@@ -146,6 +148,46 @@ export class GrubBootloader implements Bootloader {
     if (state === 'good' && !order.includes(bootname))
       env.set('ORDER', [...order, bootname].join(' '));
     await this.write(env);
+  }
+
+  /** What the boot script (ferry-ab.cfg or RAUC's) would boot next; nothing is written. */
+  async nextBoot(): Promise<NextBoot> {
+    const c = grubBootChoice(
+      Object.fromEntries((await this.read()).entries()),
+      this.#bootnames,
+      this.scheme,
+    );
+    return {
+      ...(c.bootname !== undefined ? { bootname: c.bootname } : {}),
+      ...(c.attemptsLeft !== undefined ? { attemptsLeft: c.attemptsLeft } : {}),
+    };
+  }
+
+  /**
+   * Saves what the boot script's `save_env` saves when it boots `bootname` (scheme "left": X_LEFT
+   * minus one; "rauc": X_TRY=1 on the slots it walks past); resolves to the undo.
+   */
+  async countBootAttempt(bootname: string): Promise<() => Promise<void>> {
+    this.#check(bootname);
+    const env = await this.read();
+    const before = Object.fromEntries(env.entries());
+    const c = grubBootChoice(before, this.#bootnames, this.scheme);
+    if (c.bootname !== bootname)
+      throw new FerryError(
+        'KEXEC_NO_TARGET',
+        `GRUB would boot ${c.bootname ?? 'no slot'} next, not ${bootname}`,
+      );
+    for (const [k, v] of Object.entries(c.saves)) env.set(k, v);
+    await this.write(env);
+    return async () => {
+      const now = await this.read();
+      for (const k of Object.keys(c.saves)) {
+        const v = before[k];
+        if (v === undefined) now.delete(k);
+        else now.set(k, v);
+      }
+      await this.write(now);
+    };
   }
 }
 

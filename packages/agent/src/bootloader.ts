@@ -14,12 +14,25 @@
  *   attempts left where the backend counts them.
  * - `getPrimary()`: the slot the next boot tries first among good slots, or undefined.
  * - `getCurrent()` (optional): what the bootloader itself says was booted this time.
+ * - `nextBoot()` and `countBootAttempt(b)` (optional, together): the boot script's part of a boot
+ *   that bypasses it (kexec). `nextBoot()` names the slot the script would boot next, changing
+ *   nothing; `countBootAttempt(b)` changes the boot state exactly as the script does when it
+ *   boots `b` (consumes one attempt) and resolves to a function that gives the attempt back.
+ *   Backends without them cannot be kexec'd into (KEXEC_UNSUPPORTED).
  */
 export type SlotBootState = 'good' | 'bad';
 
 export interface BootState {
   state: SlotBootState;
   /** Boot attempts left, where the backend counts them; undefined for committed slots. */
+  attemptsLeft?: number;
+}
+
+/** The slot the boot script would boot next, and its attempts left after that boot. */
+export interface NextBoot {
+  /** Undefined when the script has no bootable slot (only its last resort). */
+  bootname?: string;
+  /** Where the backend counts: attempts left once this boot is counted. */
   attemptsLeft?: number;
 }
 
@@ -31,6 +44,8 @@ export interface Bootloader {
   getState(bootname: string): Promise<BootState>;
   setState(bootname: string, state: SlotBootState): Promise<void>;
   getCurrent?(): Promise<string | undefined>;
+  nextBoot?(): Promise<NextBoot>;
+  countBootAttempt?(bootname: string): Promise<() => Promise<void>>;
 }
 
 /** What a backend factory gets: its own options table from system.toml and context. */

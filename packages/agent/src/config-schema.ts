@@ -28,6 +28,7 @@ export const CONFIG_KEYS = {
     bootloader: 'string',
     'boot-attempts': 'integer',
     'data-directory': 'string',
+    'reboot-method': 'string',
   },
   keyring: { path: 'string' },
   policy: { 'allow-downgrade': 'boolean', 'allow-reinstall': 'boolean' },
@@ -68,6 +69,7 @@ export const CONFIG_KEYS = {
     'kernel-args': 'string',
     'boot-attempts': 'integer',
   },
+  kexec: { kernel: 'string', initrd: 'string', cmdline: 'string', fallback: 'boolean' },
   slot: {
     device: 'string',
     offset: 'integer',
@@ -99,6 +101,7 @@ export interface RawConfig {
   server: Values<typeof CONFIG_KEYS.server>;
   daemon: Values<typeof CONFIG_KEYS.daemon>;
   deploy: Values<typeof CONFIG_KEYS.deploy>;
+  kexec: Values<typeof CONFIG_KEYS.kexec>;
   bootloader: Record<string, Record<string, unknown>>;
   slots: (Values<typeof CONFIG_KEYS.slot> & { class: string; index: string })[];
 }
@@ -187,6 +190,7 @@ export function checkSchema(doc: Record<string, unknown>, where = ''): RawConfig
     server: checkTable(where, 'server', doc.server, CONFIG_KEYS.server),
     daemon: checkTable(where, 'daemon', doc.daemon, CONFIG_KEYS.daemon),
     deploy: checkTable(where, 'deploy', doc.deploy, CONFIG_KEYS.deploy),
+    kexec: checkTable(where, 'kexec', doc.kexec, CONFIG_KEYS.kexec),
     bootloader: checkBootloaders(where, doc.bootloader),
     slots: checkSlots(where, doc.slot),
   };

@@ -366,6 +366,44 @@ describe('parseConfig', () => {
     });
   });
 
+  describe('when the reboot method and [kexec] are set', () => {
+    it('defaults to a firmware reboot, and kexec to /boot/vmlinuz, /boot/initrd.img, root={device}', () => {
+      const c = parseDoc(base());
+      assert.equal(c.rebootMethod, 'firmware');
+      assert.deepEqual(c.kexec, {
+        kernel: '/boot/vmlinuz',
+        initrd: '/boot/initrd.img',
+        cmdline: 'root={device} ro ferry.slot={bootname}',
+        fallback: true,
+      });
+    });
+    it('keeps given values; an empty initrd means none', () => {
+      const doc = withValue('system.reboot-method', 'kexec');
+      doc.kexec = {
+        kernel: '/vmlinuz',
+        initrd: '',
+        cmdline: 'root=PARTLABEL=r-{bootname-lower}',
+        fallback: false,
+      };
+      const c = parseDoc(doc);
+      assert.equal(c.rebootMethod, 'kexec');
+      assert.deepEqual(c.kexec, {
+        kernel: '/vmlinuz',
+        initrd: '',
+        cmdline: 'root=PARTLABEL=r-{bootname-lower}',
+        fallback: false,
+      });
+    });
+    it('refuses an unknown method, a path leaving the image, an unknown placeholder, an unknown key', () => {
+      refuses(withValue('system.reboot-method', 'warm'));
+      refuses(withValue('kexec.kernel', 'boot/vmlinuz'));
+      refuses(withValue('kexec.initrd', '/boot/../../etc/shadow'));
+      refuses(withValue('kexec.cmdline', 'root={root}'));
+      refuses(withValue('kexec.cmdline', 'ro\ninit=/bin/sh'));
+      refuses(withValue('kexec.append', 'x'));
+    });
+  });
+
   describe('when names are malformed', () => {
     it('refuses a bootname with a space or a dot', () => {
       refuses(withValue('slot.rootfs.0.bootname', 'A B'));

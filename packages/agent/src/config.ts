@@ -8,6 +8,7 @@ import { isAbsolute, join } from 'node:path';
 import { parse, TomlError } from 'smol-toml';
 import { FerryError, readBoundedFile, withContext } from '@ferry/core';
 import { BOOTLOADER_NAMES, checkSchema, type RawConfig } from './config-schema.ts';
+import { kexecCmdlineProblem } from './kexec-cmdline.ts';
 
 export { BOOTLOADER_NAMES, CONFIG_KEYS, SLOT_NAME_RE } from './config-schema.ts';
 
@@ -44,6 +45,10 @@ export interface SystemConfig {
   /** Backend name and its [bootloader.<backend>] options (checked by the backend itself). */
   bootloader: { backend: string; options: Record<string, unknown> };
   bootAttempts: number;
+  /** How the agent reboots ([system] reboot-method): through the firmware, or with kexec. */
+  rebootMethod: (typeof REBOOT_METHODS)[number];
+  /** What a kexec reboot starts ([kexec]). */
+  kexec: KexecConfig;
   dataDir: string;
   keyring: string;
   policy: { allowDowngrade: boolean; allowReinstall: boolean };
@@ -90,6 +95,20 @@ export interface ServerConfig {
   directorKeyring: string;
   /** Hardware id reported in the inventory. */
   hardwareId?: string;
+}
+
+export const REBOOT_METHODS = ['firmware', 'kexec'] as const;
+
+/** [kexec]: the files a kexec reboot reads from the next slot's image, and its command line. */
+export interface KexecConfig {
+  /** The kernel, a path inside the slot's image. */
+  kernel: string;
+  /** The initramfs, a path inside the slot's image; '' for none. */
+  initrd: string;
+  /** The command line template: `{bootname}`, `{bootname-lower}`, `{slot}`, `{device}`. */
+  cmdline: string;
+  /** With reboot-method = "kexec": reboot through the firmware when kexec cannot start. */
+  fallback: boolean;
 }
 
 export const DAEMON_INSTALL_POLICIES = ['auto', 'download-only', 'ask'] as const;
@@ -211,6 +230,13 @@ function normalise(raw: RawConfig, root: string, path: string, where: string): S
     compatible: sys.compatible,
     bootloader: { backend: sys.bootloader, options: { ...raw.bootloader[sys.bootloader] } },
     bootAttempts: intIn(where, '[system] boot-attempts', sys['boot-attempts'], 3, 1, 9),
+    rebootMethod: oneOf(
+      where,
+      '[system] reboot-method',
+      sys['reboot-method'] ?? 'firmware',
+      REBOOT_METHODS,
+    ),
+    kexec: normaliseKexec(raw, where),
     dataDir,
     keyring: rootPath(where, '[keyring] path', raw.keyring.path ?? '/etc/ferry/keyring', root),
     policy: {
@@ -345,6 +371,30 @@ function deployBoot(
     kernelRoot,
     kernelArgs: (d['kernel-args'] ?? '').split(' ').filter((a) => a !== ''),
     bootAttempts: intIn(where, '[deploy] boot-attempts', d['boot-attempts'], 3, 1, 9),
+  };
+}
+
+/** A path inside an image: absolute, no `..`, printable. */
+function imagePath(where: string, key: string, v: string): string {
+  if (!v.startsWith('/') || v.split('/').includes('..') || !/^[!-~]+$/.test(v))
+    throw invalid(
+      where,
+      `${key} must be an absolute path inside the image without '..', not '${v}'`,
+    );
+  return v;
+}
+
+function normaliseKexec(raw: RawConfig, where: string): KexecConfig {
+  const k = raw.kexec;
+  const cmdline = k.cmdline ?? 'root={device} ro ferry.slot={bootname}';
+  const problem = kexecCmdlineProblem(cmdline);
+  if (problem) throw invalid(where, `[kexec] cmdline ${problem}`);
+  return {
+    kernel: imagePath(where, '[kexec] kernel', k.kernel ?? '/boot/vmlinuz'),
+    initrd:
+      k.initrd === '' ? '' : imagePath(where, '[kexec] initrd', k.initrd ?? '/boot/initrd.img'),
+    cmdline,
+    fallback: k.fallback ?? true,
   };
 }
 

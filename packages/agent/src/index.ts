@@ -190,3 +190,6 @@ export {
   type FleetAssignment,
 } from './fleet-state.ts';
 export { directorKeys } from './fleet-keys.ts';
+export { grubBootChoice, type GrubBootChoice } from './grub-boot-choice.ts';
+export { execKexec, loadKexec, planKexec, type KexecDevice, type KexecPlan } from './kexec.ts';
+export { KEXEC_CMDLINE_FIELDS, kexecCmdlineProblem, kexecCommandLine } from './kexec-cmdline.ts';

@@ -13,6 +13,7 @@ import {
   status,
 } from './device-commands.ts';
 import { activate, check, rebase, update } from './update-commands.ts';
+import { reboot } from './reboot-command.ts';
 import { daemon } from './daemon-commands.ts';
 import { fleetCheckin, fleetStatus } from './fleet-commands.ts';
 import {
@@ -65,6 +66,7 @@ export const COMMANDS: CommandSpec[] = [
   markBad,
   markActive,
   rollback,
+  reboot,
   deployStatus,
   deployUpdate,
   deployInstall,

@@ -128,7 +128,7 @@ export const bootCheck: CommandSpec = {
   summary:
     'After boot: run health checks, then mark the booted slot (or deployment) good, or bad and reboot',
   description:
-    'Runs every executable in the health directory with a timeout. All pass: the booted slot is marked good (committed). One fails: the slot is marked bad and the device reboots into the fallback, unless there is no good fallback (then it stays, degraded). Also notices and records when the bootloader already fell back from a newly installed slot. On a device that boots deployments ([deploy] boot set), the same is done for the running deployment: a failed check makes the previous deployment the default and reboots, and a fallback by the bootloader makes the running deployment the default again. Run it once per boot from ferry-boot-check.service.',
+    'Runs every executable in the health directory with a timeout. All pass: the booted slot is marked good (committed). One fails: the slot is marked bad and the device reboots into the fallback (by [system] reboot-method, see ferry reboot), unless there is no good fallback (then it stays, degraded). Also notices and records when the bootloader already fell back from a newly installed slot. On a device that boots deployments ([deploy] boot set), the same is done for the running deployment: a failed check makes the previous deployment the default and reboots, and a fallback by the bootloader makes the running deployment the default again. Run it once per boot from ferry-boot-check.service.',
   options: {
     ...DEVICE_OPTIONS,
     'no-reboot': { type: 'boolean', description: 'mark bad but do not reboot' },
@@ -221,7 +221,7 @@ export const rollback: CommandSpec = {
     ...DEVICE_OPTIONS,
     reboot: {
       type: 'boolean',
-      description: 'reboot afterwards (FERRY_REBOOT_COMMAND or systemctl reboot)',
+      description: 'reboot afterwards, by [system] reboot-method (see ferry reboot)',
     },
   },
   json: true,

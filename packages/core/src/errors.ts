@@ -179,6 +179,13 @@ export const ERROR_CODES = {
   DEVICE_ASSIGNMENT_MISMATCH: 'a director assignment disagrees with the TUF targets metadata',
   DEVICE_ASSIGNMENT_DOWNGRADE:
     'a director assignment names a lower release counter (rollback attack)',
+  // Reboots (packages/agent/src/kexec.ts)
+  KEXEC_UNSUPPORTED:
+    'kexec is refused: the bootloader backend cannot count a boot attempt outside the bootloader, or the device boots deployments',
+  KEXEC_NO_TARGET:
+    'kexec has nothing to start: the bootloader would boot no slot, or that slot holds no installed image',
+  KEXEC_FAILED:
+    'the next kernel could not be loaded from the slot image (kexec -l, mount, kernel path) or kexec -e returned; the device is unchanged',
   FLEET_NOT_CONFIGURED: 'the device has no [server] url in system.toml',
   FLEET_UNREACHABLE:
     'the fleet server cannot be reached, or answers with something other than the device protocol',

@@ -128,5 +128,38 @@ export function bootloaderConformance(o: ConformanceOptions): void {
           );
         }));
     });
+    describe('when boots bypass the bootloader (kexec), where the backend supports it', () => {
+      it('counts them as the bootloader would: B as many times as granted, then A', () =>
+        withFixture(o, async (f) => {
+          const bl = f.bootloader;
+          assert.equal(!!bl.nextBoot, !!bl.countBootAttempt, 'both kexec verbs, or neither');
+          if (!bl.nextBoot || !bl.countBootAttempt) return;
+          await bl.setPrimary('B', tries(3));
+          const seq: Array<string | undefined> = [];
+          // Kexec boots and bootloader boots alternate; together they spend the same attempts.
+          for (let i = 0; i <= tries(3); i++) {
+            if (i % 2 === 1) {
+              seq.push(await f.boot());
+              continue;
+            }
+            const next = await bl.nextBoot();
+            if (next.bootname !== undefined) await bl.countBootAttempt(next.bootname);
+            seq.push(next.bootname);
+          }
+          assert.deepEqual(seq, [...Array<string>(tries(3)).fill('B'), 'A']);
+        }));
+      it('gives a counted attempt back', () =>
+        withFixture(o, async (f) => {
+          const bl = f.bootloader;
+          if (!bl.nextBoot || !bl.countBootAttempt) return;
+          await bl.setPrimary('B', tries(3));
+          const giveBack = await bl.countBootAttempt('B');
+          await giveBack();
+          assert.deepEqual(await boots(f, tries(3) + 1), [
+            ...Array<string>(tries(3)).fill('B'),
+            'A',
+          ]);
+        }));
+    });
   });
 }

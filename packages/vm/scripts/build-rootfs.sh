@@ -1,7 +1,8 @@
 #!/bin/bash
 # Staging tree of a VM root image: build-rootfs.sh OUTDIR VERSION VARIANT KERNELDIR INITRD PUBKEY
 #   VARIANT good | bad-health (a health check that exits 1) | panic (INITRD is expected to be
-#   the panicking one; the tree is otherwise good)
+#   the panicking one; the tree is otherwise good) | hang (/sbin/init waits forever for a disk
+#   that never appears, before it takes over the watchdog)
 # The tree is built from nothing: every file is created at an explicit path under a directory
 # this script made, so nothing is written through a symlink. Ferry turns it into an image.
 set -euo pipefail
@@ -20,11 +21,25 @@ for applet in $(bin/busybox --list); do
     [ "$applet" = busybox ] || ln -s busybox "bin/$applet"
 done
 cp "$HERE/../guest/rootfs-init" sbin/init
+if [ "$VARIANT" = hang ]; then
+    cat >sbin/init <<'INIT'
+#!/bin/sh
+# The hang release's /sbin/init: before it mounts anything else or takes over the watchdog, it
+# waits for a disk that never appears. No panic, no reboot: only the watchdog ends this boot.
+export PATH=/bin
+mount -t proc proc /proc
+echo "FERRY-HANG: release=$(cat /etc/ferry-release) waits for /dev/vdz $(cat /proc/cmdline)"
+while [ ! -b /dev/vdz ]; do sleep 1; done
+INIT
+fi
 chmod 755 sbin/init
 
-# Node 24 (the repository's own binary) and the shared libraries ldd names.
+# Node 24 (the repository's own binary), Debian's kexec (kexec-tools, for `ferry reboot
+# --kexec`) and the shared libraries ldd names for them.
 cp "$NODE" usr/bin/node
-for lib in $(ldd "$NODE" | awk '/=> \// { print $3 } /^\t\/lib64\// { print $1 }'); do
+mkdir -p usr/sbin
+cp /usr/sbin/kexec usr/sbin/kexec
+for lib in $(ldd "$NODE" /usr/sbin/kexec | awk '/=> \// { print $3 } /^\t\/lib64\// { print $1 }' | sort -u); do
     case "$lib" in
         /lib64/*) cp -L "$lib" "lib64/$(basename "$lib")" ;;
         *) cp -L "$lib" "lib/x86_64-linux-gnu/$(basename "$lib")" ;;
@@ -59,6 +74,12 @@ timeout = 60
 
 [bootloader.grub]
 env = "/boot/grub/grubenv"
+
+# ferry reboot --kexec: the line GRUB's menu entry for the slot passes (build-disk.sh).
+[kexec]
+kernel = "/boot/vmlinuz"
+initrd = "/boot/initrd.img"
+cmdline = "root=PARTLABEL=rootfs-{bootname-lower} ro ferry.slot={bootname} console=ttyS0,115200 panic=5 loglevel=3"
 
 [slot.rootfs.0]
 device = "/dev/vda3"

@@ -3,7 +3,7 @@
  * Debian's kernel (`apt-get download linux-image-amd64`), two busybox initramfs images (good, and
  * one whose /init exits so the kernel panics), four releases built and signed by Ferry itself
  * (`ferry image build` + `ferry bundle create`: v1 and v2 good, v3 with a failing health check,
- * v4 whose kernel panics) and the GPT disk with GRUB whose slot A Ferry provisioned with v1.
+ * v4 whose kernel panics, v5 whose init hangs) and the GPT disk with GRUB whose slot A Ferry provisioned with v1.
  */
 import { spawnSync } from 'node:child_process';
 import { mkdir, rm } from 'node:fs/promises';
@@ -21,7 +21,7 @@ export interface ReleaseSpec {
   name: string;
   version: string;
   counter: number;
-  variant: 'good' | 'bad-health' | 'panic';
+  variant: 'good' | 'bad-health' | 'panic' | 'hang';
 }
 
 /** The releases: v1 is provisioned in slot A, the others are served to the guest. */
@@ -30,6 +30,7 @@ export const RELEASES: readonly ReleaseSpec[] = [
   { name: 'v2', version: '2.0.0', counter: 2, variant: 'good' },
   { name: 'v3', version: '3.0.0', counter: 3, variant: 'bad-health' },
   { name: 'v4', version: '4.0.0', counter: 4, variant: 'panic' },
+  { name: 'v5', version: '5.0.0', counter: 5, variant: 'hang' },
 ];
 
 /** Paths of the built artefacts. */
@@ -38,7 +39,7 @@ export interface Artefacts {
   /** The provisioned disk: slot A holds v1 on trial (3 attempts), B is empty and marked bad. */
   disk: string;
   layout: DiskLayout;
-  /** Bundle file per release name (`v1`..`v4`). */
+  /** Bundle file per release name (`v1`..`v5`). */
   bundles: Record<string, string>;
   /** Seconds each step took in this run (0 = cached). */
   timings: Record<string, number>;

@@ -25,3 +25,17 @@ describe('qemuArgs', () => {
     });
   });
 });
+
+describe('qemuArgs', () => {
+  describe('when the watchdog is asked for', () => {
+    it('adds an i6300esb whose expiry resets the machine', () => {
+      const args = qemuArgs({ disk: '/x/d.img', log: '/x/log', watchdog: true }).join(' ');
+      assert.match(args, /-device i6300esb -action watchdog=reset/);
+    });
+  });
+  describe('when it is not', () => {
+    it('has no watchdog device', () => {
+      assert.doesNotMatch(qemuArgs({ disk: '/x/d.img', log: '/x/log' }).join(' '), /i6300esb/);
+    });
+  });
+});

@@ -15,6 +15,11 @@ export interface VmOptions {
   log: string;
   memoryMiB?: number;
   cpus?: number;
+  /**
+   * An i6300esb watchdog whose expiry resets the machine (as a hardware reset: firmware, GRUB).
+   * The initramfs arms it when it finds it; see docs/vm-tests.md for the timeouts.
+   */
+  watchdog?: boolean;
 }
 
 interface Waiter {
@@ -217,5 +222,6 @@ export function qemuArgs(opts: VmOptions): string[] {
     ...['-display', 'none', '-serial', 'stdio', '-monitor', 'none', '-no-user-config'],
     ...['-drive', `file=${opts.disk},format=raw,if=virtio,cache=writeback`],
     ...['-netdev', 'user,id=n0', '-device', 'virtio-net-pci,netdev=n0'],
+    ...(opts.watchdog ? ['-device', 'i6300esb', '-action', 'watchdog=reset'] : []),
   ];
 }
