@@ -14,6 +14,8 @@ PACKAGES=(
   postgresql chromium fonts-liberation
   # real-boot tests (packages/vm): QEMU, GRUB for BIOS, busybox for the initramfs
   qemu-system-x86 grub-pc-bin busybox-static kmod cpio
+  # ... and UEFI: OVMF, GRUB for EFI, systemd-boot's EFI binary, the FAT ESP built without a mount
+  ovmf grub-efi-amd64-bin systemd-boot-efi dosfstools mtools
   # delta benchmark peers (npm run bench)
   zchunk ostree xdelta3 rsync
   # deployments: the btrfs loop test (reflink checkouts)
