@@ -5,7 +5,7 @@
  * inside it, and copied to the ESP under content-addressed names (temp file, fsync, rename), so
  * two slots with the same kernel share one file and the booted slot's files are never rewritten.
  */
-import { lstat, mkdtemp, readdir, rm, rmdir } from 'node:fs/promises';
+import { lstat, mkdtemp, readdir, rm, rmdir, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FerryError, fsyncDir } from '@ferry/core';
@@ -56,7 +56,8 @@ export async function withSlotImage<T>(
       'INSTALL_BOOT_FILES',
       `cannot read a kernel out of a ${slot.imageType} image (squashfs or erofs)`,
     );
-  const st = await lstat(slot.device);
+  // The slot's device path is configuration (trusted), e.g. a /dev/disk/by-* link: follow it.
+  const st = await stat(slot.device);
   const loop =
     st.isBlockDevice() && slot.offset === 0
       ? ''
