@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { isFerryError } from '@ferry/core';
 import { makeDevice, needs, type DeviceFixture } from '@ferry/testing';
 import { Agent } from './agent.ts';
-import { SystemdBootBootloader } from './bootloader-systemd-boot.ts';
+import { LOADER_GUID, SystemdBootBootloader } from './bootloader-systemd-boot.ts';
 import { ESP_FAULT_POINTS } from './fault.ts';
 
 const caps = needs('root', 'loop', 'mksquashfs', 'sfdisk');
@@ -125,8 +125,16 @@ describe('slot kernels on the ESP (systemd-boot)', () => {
         const bl = await bootloader();
         assert.equal(await bl.getPrimary(), 'A');
         assert.deepEqual(await bl.getState('B'), { state: 'bad', attemptsLeft: 0 });
-        // A boots and is blessed.
+        // A boots (systemd-boot names the entry it picked in LoaderEntrySelected) and is blessed.
         await dev.boot('A');
+        const efivars = join(dev.root, 'sys/firmware/efi/efivars');
+        await mkdir(efivars, { recursive: true });
+        await writeFile(
+          join(efivars, `LoaderEntrySelected-${LOADER_GUID}`),
+          Buffer.concat([Buffer.from([6, 0, 0, 0]), Buffer.from('ferry-a+3.conf\0', 'utf16le')]),
+        );
+        const status = await (await Agent.open({ root: dev.root })).status();
+        assert.equal(status.bootloaderBooted, 'A');
         await bl.setState('A', 'good');
         assert.deepEqual(await entries(), ['ferry-A.conf']);
       },

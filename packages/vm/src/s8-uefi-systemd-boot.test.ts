@@ -97,6 +97,9 @@ describe('S8 UEFI with systemd-boot', needs(...VM_CAPS), () => {
       );
       const sel = await vm.run(`tail -c +5 ${SELECTED} | tr -d '\\000'; echo`, 30_000);
       assert.match(sel.output.join('\n'), /^ferry-a/im, vm.tail());
+      // ...and the agent reads it from efivarfs.
+      const st = (await guestJson(vm, 'ferry status --json')) as StatusReport;
+      assert.equal(st.bootloaderBooted, 'A', vm.tail());
       const mounts = await vm.run('grep " /boot " /proc/mounts', 30_000);
       assert.match(mounts.output.join('\n'), /^\/dev\/vda2 \/boot vfat rw/m, vm.tail());
       assert.equal((await vm.run('sync', 30_000)).rc, 0);
@@ -159,6 +162,7 @@ describe('S8 UEFI with systemd-boot', needs(...VM_CAPS), () => {
     it("the agent on B records the fallback; the ESP keeps B's entry and kernel files", async () => {
       const status = (await guestJson(vm, 'ferry status --json')) as StatusReport;
       assert.equal(status.booted?.bootname, 'B');
+      assert.equal(status.bootloaderBooted, 'B', 'LoaderEntrySelected names B');
       assert.equal(status.lastRollback?.from, 'rootfs.0');
       assert.equal(status.lastRollback?.to, 'rootfs.1');
       await vm.shutdown();
