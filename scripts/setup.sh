@@ -16,6 +16,8 @@ PACKAGES=(
   qemu-system-x86 grub-pc-bin busybox-static kmod cpio
   # kexec into an installed update (ferry reboot --kexec): the guest image carries its kexec
   kexec-tools
+  # ... and UEFI: OVMF, GRUB for EFI, systemd-boot's EFI binary, the FAT ESP built without a mount
+  ovmf grub-efi-amd64-bin systemd-boot-efi dosfstools mtools
   # delta benchmark peers (npm run bench)
   zchunk ostree xdelta3 rsync
   # deployments: the btrfs loop test (reflink checkouts)

@@ -64,6 +64,11 @@ export interface StatusReport {
   compatible: string;
   bootloader: string;
   booted?: { slot: string; bootname?: string; source: string };
+  /**
+   * The bootname the bootloader itself says it started this time, where the backend can tell
+   * (`getCurrent`: systemd-boot's LoaderEntrySelected, barebox, efi, custom).
+   */
+  bootloaderBooted?: string;
   primary?: string;
   highWaterCounter: number;
   installCount: number;
@@ -141,6 +146,8 @@ export class Agent {
   async status(): Promise<StatusReport> {
     const s = await this.state.load();
     const primary = await this.bootloader.getPrimary();
+    // A cross-check for the reader: an unreadable answer leaves the field out, not the report.
+    const current = await this.bootloader.getCurrent?.().catch(() => undefined);
     const slots: SlotStatus[] = [];
     for (const c of this.config.slots)
       slots.push({
@@ -167,6 +174,7 @@ export class Agent {
             },
           }
         : {}),
+      ...(current ? { bootloaderBooted: current } : {}),
       ...(primary ? { primary } : {}),
       highWaterCounter: s.highWaterCounter,
       installCount: s.installCount,

@@ -16,6 +16,16 @@
  * entry-prefix = "ferry-"
  * sort-key = "ferry"
  * efivars = "/sys/firmware/efi/efivars"
+ *
+ * # Kernels inside the slots: systemd-boot reads only the ESP, so with `kernel-options` set the
+ * # installer copies each new slot's kernel and initramfs there and writes the slot's entry.
+ * esp = "/boot"                      # where the ESP is mounted
+ * kernel-dir = "ferry"               # directory on the ESP for the kernel files
+ * slot-kernel = "/boot/vmlinuz"      # paths inside the slot's image
+ * slot-initrd = "/boot/initrd.img"
+ * [bootloader.systemd-boot.kernel-options]
+ * A = "root=PARTLABEL=rootfs-a ro ferry.slot=A"
+ * B = "root=PARTLABEL=rootfs-b ro ferry.slot=B"
  * ```
  */
 import { open, readdir, readFile, rename } from 'node:fs/promises';
@@ -26,9 +36,12 @@ import type {
   BootloaderContext,
   BootloaderFactory,
   BootState,
+  PrepareSlot,
   SlotBootState,
 } from './bootloader.ts';
 import { checkBootname, checkKeys } from './bootloader-tool.ts';
+import { copyEspKernel, pruneEspKernels, withSlotImage } from './esp-kernel.ts';
+import { faultPoint } from './fault.ts';
 
 /** systemd-boot's vendor GUID for its EFI variables (LoaderEntrySelected, ...). */
 export const LOADER_GUID = '4a67b082-0a4c-41cf-b6c7-440b29bb8c4f';
@@ -126,17 +139,73 @@ async function readBounded(path: string, max: number): Promise<Buffer> {
   }
 }
 
+/** Where the installer puts slot kernels on the ESP, when `kernel-options` is configured. */
+interface SlotKernels {
+  /** ESP mount point (root-resolved) and the kernel directory relative to it. */
+  esp: string;
+  dir: string;
+  kernel: string;
+  initrd: string;
+  options: Record<string, string>;
+}
+
 interface SdOptions {
   entries: string;
   loaderConf: string;
   prefix: string;
   sortKey: string;
   efivars: string;
+  kernels?: SlotKernels;
+}
+
+function parseKernels(ctx: BootloaderContext, o: Record<string, unknown>): SlotKernels | undefined {
+  const bad = (k: string, what: string) =>
+    new FerryError('CONFIG_INVALID', `[bootloader.systemd-boot] ${k} ${what}`);
+  const table = o['kernel-options'];
+  if (table === undefined) {
+    for (const k of ['esp', 'kernel-dir', 'slot-kernel', 'slot-initrd'])
+      if (o[k] !== undefined) throw bad(k, 'needs [bootloader.systemd-boot.kernel-options]');
+    return undefined;
+  }
+  if (typeof table !== 'object' || table === null || Array.isArray(table))
+    throw bad('kernel-options', 'must be a table of bootname = "kernel command line"');
+  const options: Record<string, string> = {};
+  for (const [b, v] of Object.entries(table as Record<string, unknown>)) {
+    if (!ctx.bootnames.includes(b)) throw bad('kernel-options', `names no bootable slot '${b}'`);
+    if (typeof v !== 'string' || /[\n\r\0]/.test(v) || v.length > 4096)
+      throw bad(`kernel-options.${b}`, 'must be one line of at most 4096 characters');
+    options[b] = v.trim();
+  }
+  for (const b of ctx.bootnames)
+    if (options[b] === undefined) throw bad('kernel-options', `lacks slot '${b}'`);
+  const abs = (k: string, d: string) => {
+    const v = o[k] ?? d;
+    if (typeof v !== 'string' || !v.startsWith('/') || v.split('/').includes('..'))
+      throw bad(k, 'must be an absolute path without ..');
+    return v;
+  };
+  const dir = o['kernel-dir'] ?? 'ferry';
+  if (
+    typeof dir !== 'string' ||
+    !/^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/.test(dir) ||
+    dir.split('/').some((p) => p === '.' || p === '..')
+  )
+    throw bad('kernel-dir', 'must be a relative directory on the ESP (letters, digits, . _ -)');
+  return {
+    esp: join(ctx.root, abs('esp', '/boot')),
+    dir,
+    kernel: abs('slot-kernel', '/boot/vmlinuz'),
+    initrd: abs('slot-initrd', '/boot/initrd.img'),
+    options,
+  };
 }
 
 function parseOptions(ctx: BootloaderContext): SdOptions {
   const o = ctx.options;
-  checkKeys('systemd-boot', o, ['entries', 'loader-conf', 'entry-prefix', 'sort-key', 'efivars']);
+  checkKeys('systemd-boot', o, [
+    ...['entries', 'loader-conf', 'entry-prefix', 'sort-key', 'efivars'],
+    ...['esp', 'kernel-dir', 'slot-kernel', 'slot-initrd', 'kernel-options'],
+  ]);
   const path = (k: string, d: string) => {
     const v = o[k] ?? d;
     if (typeof v !== 'string' || !v.startsWith('/'))
@@ -163,12 +232,14 @@ function parseOptions(ctx: BootloaderContext): SdOptions {
         'CONFIG_INVALID',
         `bootname '${b}' cannot be part of an entry file name`,
       );
+  const kernels = parseKernels(ctx, o);
   return {
     entries: path('entries', '/boot/loader/entries'),
     loaderConf: path('loader-conf', '/boot/loader/loader.conf'),
     efivars: path('efivars', '/sys/firmware/efi/efivars'),
     prefix,
     sortKey: word('sort-key', 'ferry', /^[A-Za-z0-9._-]{1,64}$/),
+    ...(kernels ? { kernels } : {}),
   };
 }
 
@@ -272,7 +343,16 @@ export class SystemdBootBootloader implements Bootloader {
     await writeFileAtomic(path, text);
   }
 
+  /** With slot kernels, a slot the installer has not written an entry for yet (none on disk). */
+  async #unwritten(bootname: string): Promise<boolean> {
+    if (!this.options.kernels) return false;
+    checkBootname(this.#bootnames, bootname);
+    return !(await this.entries()).has(bootname);
+  }
+
   async getState(bootname: string): Promise<BootState> {
+    // No entry, no boot: systemd-boot cannot start a slot the installer has not prepared.
+    if (await this.#unwritten(bootname)) return { state: 'bad', attemptsLeft: 0 };
     const { e } = await this.#entry(bootname);
     if (e.left === undefined) return { state: 'good' };
     return { state: e.left > 0 ? 'good' : 'bad', attemptsLeft: e.left };
@@ -280,9 +360,59 @@ export class SystemdBootBootloader implements Bootloader {
 
   /** good: drop the counter (systemd-bless-boot good); bad: `+0-DONE` (systemd-bless-boot bad). */
   async setState(bootname: string, state: SlotBootState): Promise<void> {
+    if (state === 'bad' && (await this.#unwritten(bootname))) return;
     const { e } = await this.#entry(bootname);
     if (state === 'good') await this.#rename(e);
     else await this.#rename(e, 0, e.done ?? 0);
+  }
+
+  /**
+   * With `kernel-options`: copies the new slot's kernel and initramfs out of its image onto the
+   * ESP (content-addressed names), writes the slot's entry atomically with no tries left (so it
+   * is not booted before setPrimary), then removes kernel files no entry refers to any more.
+   * The booted slot's entry is never written and its files are always referred to.
+   */
+  async prepareSlot(p: PrepareSlot): Promise<void> {
+    const k = this.options.kernels;
+    if (!k) return;
+    checkBootname(this.#bootnames, p.bootname);
+    const dir = join(k.esp, k.dir);
+    const files = await withSlotImage(p, (mnt) => copyEspKernel(mnt, k.kernel, k.initrd, dir));
+    faultPoint('esp-kernel-copied');
+    let e = (await this.entries()).get(p.bootname);
+    if (e && e.left !== 0) e = await this.#rename(e, 0, e.done ?? 0);
+    const file = e?.file ?? entryFileName(`${this.options.prefix}${p.bootname}`, 0);
+    const text = [
+      `title Ferry ${p.version.replace(/[^\x20-\x7e]/g, '?')} (slot ${p.bootname})`,
+      `sort-key ${this.options.sortKey}`,
+      'version 0',
+      `linux /${k.dir}/${files.linux}`,
+      `initrd /${k.dir}/${files.initrd}`,
+      `options ${k.options[p.bootname]}`,
+      '',
+    ].join('\n');
+    await writeFileAtomic(join(this.options.entries, file), text);
+    await this.#ensureDefaultGlob();
+    faultPoint('esp-entry-written');
+    await pruneEspKernels(dir, await this.#referenced(k));
+    faultPoint('esp-pruned');
+  }
+
+  /** Names in the kernel directory that some entry's linux or initrd line refers to. */
+  async #referenced(k: SlotKernels): Promise<Set<string>> {
+    const keep = new Set<string>();
+    const at = `/${k.dir}/`;
+    for (const file of await readdir(this.options.entries)) {
+      if (!file.endsWith('.conf')) continue;
+      const text = (await readBounded(join(this.options.entries, file), MAX_ENTRY)).toString(
+        'utf8',
+      );
+      for (const m of text.matchAll(/^[ \t]*(?:linux|initrd)[ \t]+(\S+)/gm)) {
+        const path = (m[1] ?? '').replace(/\\/g, '/');
+        if (path.toLowerCase().startsWith(at.toLowerCase())) keep.add(path.slice(at.length));
+      }
+    }
+    return keep;
   }
 
   /** From LoaderEntrySelected: 4 bytes of attributes, then the entry id in UTF-16LE. */

@@ -46,6 +46,25 @@ export interface Bootloader {
   getCurrent?(): Promise<string | undefined>;
   nextBoot?(): Promise<NextBoot>;
   countBootAttempt?(bootname: string): Promise<() => Promise<void>>;
+  /**
+   * Optional: puts what the bootloader needs outside the slot to boot it (systemd-boot: the
+   * slot's kernel, initramfs and entry on the ESP), read from the slot's newly written and
+   * verified image. The installer calls it before the switch, while the slot is still bad.
+   */
+  prepareSlot?(p: PrepareSlot): Promise<void>;
+}
+
+/** The newly written slot `prepareSlot` gets. */
+export interface PrepareSlot {
+  bootname: string;
+  /** Where the image is: device, offset and (after the install) its exact size. */
+  device: string;
+  offset: number;
+  imageSize: number;
+  /** Filesystem type of the image, from the manifest (squashfs, erofs). */
+  imageType: string;
+  /** Release version, for the entry's title. */
+  version: string;
 }
 
 /** What a backend factory gets: its own options table from system.toml and context. */

@@ -27,7 +27,17 @@ export const DEPLOY_FAULT_POINTS = [
   'deploy-gc', // gc deleted one more object (FERRY_FAULT_HIT: the Nth)
 ] as const;
 
-export type FaultPoint = (typeof FAULT_POINTS)[number] | (typeof DEPLOY_FAULT_POINTS)[number];
+/** The steps of placing a new slot's kernel on the ESP (systemd-boot), between 'recorded' and 'committed'. */
+export const ESP_FAULT_POINTS = [
+  'esp-kernel-copied', // kernel and initramfs renamed into place, the slot's entry not yet written
+  'esp-entry-written', // the slot's entry written (no tries left), unreferenced files not yet removed
+  'esp-pruned', // unreferenced kernel files removed, the bootloader not yet switched
+] as const;
+
+export type FaultPoint =
+  | (typeof FAULT_POINTS)[number]
+  | (typeof DEPLOY_FAULT_POINTS)[number]
+  | (typeof ESP_FAULT_POINTS)[number];
 
 let hits = 0;
 

@@ -178,6 +178,7 @@ async function installVerified(o: InstallOptions, release: ReleaseSource): Promi
   faultPoint('verified');
   await recordInstalled(o, release, plan);
   faultPoint('recorded');
+  await prepareBootSlot(o, release, plan);
   if (o.stage) {
     await o.state.update((s) => {
       s.stagedSlot = plan.bootSlot.name;
@@ -208,6 +209,24 @@ async function installVerified(o: InstallOptions, release: ReleaseSource): Promi
     bundleBytesRead: release.bytesRead,
     staged: o.stage === true,
   };
+}
+
+/** What the bootloader needs outside the new slot (kernel and entry on an ESP), if anything. */
+async function prepareBootSlot(
+  o: InstallOptions,
+  release: ReleaseSource,
+  plan: InstallPlan,
+): Promise<void> {
+  const t = plan.targets.find((x) => x.slot.name === plan.bootSlot.name);
+  if (!o.bootloader.prepareSlot || !t) return;
+  await o.bootloader.prepareSlot({
+    bootname: plan.bootname,
+    device: t.slot.device,
+    offset: t.slot.offset,
+    imageSize: t.imageSize,
+    imageType: release.manifest.images[t.image]?.type ?? 'raw',
+    version: release.manifest.version,
+  });
 }
 
 /** Runs an install, recording a failure in the state and as an event before rethrowing it. */

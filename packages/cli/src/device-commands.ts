@@ -21,7 +21,7 @@ export function openAgent(ctx: CommandContext): Promise<Agent> {
 
 function humanStatus(r: StatusReport): string {
   const lines = [
-    `compatible ${r.compatible}, bootloader ${r.bootloader}, booted ${r.booted ? `${r.booted.slot} (${r.booted.source})` : 'unknown'}, primary ${r.primary ?? 'none'}`,
+    `compatible ${r.compatible}, bootloader ${r.bootloader}, booted ${r.booted ? `${r.booted.slot} (${r.booted.source})` : 'unknown'}${r.bootloaderBooted ? ` (the bootloader says ${r.bootloaderBooted})` : ''}, primary ${r.primary ?? 'none'}`,
   ];
   lines.push(
     `release counter floor ${r.highWaterCounter}, installs ${r.installCount}${r.pendingSlot ? `, ${r.pendingSlot} on trial` : ''}`,

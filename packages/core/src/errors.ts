@@ -97,6 +97,8 @@ export const ERROR_CODES = {
   INSTALL_SLOT_MISSING: 'a target slot device does not exist',
   INSTALL_SLOT_TOO_SMALL: 'an image (with its verity tree) does not fit its target slot',
   INSTALL_VERIFY_FAILED: 'the slot read back after writing does not match the signed image',
+  INSTALL_BOOT_FILES:
+    'the kernel or initramfs the bootloader needs outside the slot cannot be read from the new image',
   HEALTH_CHECK_FAILED: 'a health check failed or timed out',
   ROLLBACK_NO_TARGET: 'there is no other good, installed slot to roll back to',
   // TUF client (packages/agent/src/tuf-client.ts maps tuf-js errors to these)

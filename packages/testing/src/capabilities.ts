@@ -34,6 +34,11 @@ export type Capability =
   | 'postgres'
   | 'qemu'
   | 'grub-bios'
+  | 'grub-efi'
+  | 'ovmf'
+  | 'mtools'
+  | 'mkfs.vfat'
+  | 'systemd-boot-efi'
   | 'busybox'
   | 'debugfs'
   | 'chromium';
@@ -56,6 +61,14 @@ function probe(cap: Capability): boolean {
       return onPath('qemu-system-x86_64');
     case 'grub-bios':
       return onPath('grub-mkimage') && existsSync('/usr/lib/grub/i386-pc/grub-bios-setup');
+    case 'grub-efi':
+      return onPath('grub-mkimage') && existsSync('/usr/lib/grub/x86_64-efi/linux.mod');
+    case 'ovmf':
+      return existsSync('/usr/share/ovmf/OVMF.fd');
+    case 'mtools':
+      return onPath('mcopy') && onPath('mdir') && onPath('mtype');
+    case 'systemd-boot-efi':
+      return existsSync('/usr/lib/systemd/boot/efi/systemd-bootx64.efi');
     case 'busybox':
       return existsSync('/bin/busybox');
     default:

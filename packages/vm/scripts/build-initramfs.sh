@@ -1,7 +1,9 @@
 #!/bin/bash
 # The VM tests' initramfs: build-initramfs.sh KERNELDIR INIT OUT.img
-# busybox-static + the modules virtio, squashfs, overlay and ext4 need (in modprobe's order) +
-# INIT as /init. i6300esb is the watchdog /init arms when the machine has one. Variant inits (one that exits, to make the kernel panic) use the same script.
+# busybox-static + the modules virtio, squashfs, overlay and ext4 need (in modprobe's order),
+# vfat with its code pages and efivarfs for a UEFI disk's ESP, i6300esb (the watchdog /init arms
+# when the machine has one) + INIT as /init. Variant inits (one that exits, to make the kernel
+# panic) use the same script.
 set -euo pipefail
 KDIR=${1:?usage: build-initramfs.sh KERNELDIR INIT OUT.img}
 INIT=${2:?init script}
@@ -16,7 +18,8 @@ for applet in $("$stage/bin/busybox" --list); do
 done
 : >"$stage/modules.list"
 modprobe -S "$ver" -d "$KDIR/root" -a --show-depends \
-    virtio_pci virtio_blk virtio_net squashfs overlay crc32c_generic ext4 i6300esb |
+    virtio_pci virtio_blk virtio_net squashfs overlay crc32c_generic ext4 i6300esb \
+    vfat nls_cp437 nls_ascii nls_utf8 efivarfs |
     awk '$1 == "insmod" && !seen[$2]++ { print $2 }' | while read -r ko; do
     name=$(basename "$ko")
     cp "$ko" "$stage/lib/modules/$name"

@@ -89,6 +89,21 @@ bootname = "A"
 device = "/dev/vda4"
 bootname = "B"
 TOML
+# The same device booted by systemd-boot (a UEFI disk whose ESP has loader/loader.conf): the
+# root's init puts this in place of system.toml. Kernels come out of the slot onto the ESP.
+sed -e 's/^bootloader = "grub"$/bootloader = "systemd-boot"/' -e '/^\[bootloader\.grub\]$/,/^$/d' \
+    etc/ferry/system.toml >etc/ferry/system-systemd-boot.toml
+cat >>etc/ferry/system-systemd-boot.toml <<'TOML'
+
+[bootloader.systemd-boot]
+entries = "/boot/loader/entries"
+loader-conf = "/boot/loader/loader.conf"
+esp = "/boot"
+
+[bootloader.systemd-boot.kernel-options]
+A = "root=PARTLABEL=rootfs-a ro ferry.slot=A console=ttyS0,115200 panic=5 loglevel=3"
+B = "root=PARTLABEL=rootfs-b ro ferry.slot=B console=ttyS0,115200 panic=5 loglevel=3"
+TOML
 printf '#!/bin/sh\n# the persistent data partition is writable\nexec touch /data/ferry/.health-probe\n' \
     >etc/ferry/health.d/10-data
 if [ "$VARIANT" = bad-health ]; then

@@ -6,6 +6,7 @@
  * v4 whose kernel panics, v5 whose init hangs) and the GPT disk with GRUB whose slot A Ferry provisioned with v1.
  */
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { cacheDir, cached, exec, ferrySourcesHash, hashFiles, REPO, withLock } from './cache.ts';
@@ -61,6 +62,60 @@ export function ensureArtefacts(): Promise<Artefacts> {
   const cache = cacheDir();
   return mkdir(join(cache, 'logs'), { recursive: true }).then(() =>
     withLock(cache, () => buildAll(cache)),
+  );
+}
+
+/** The bootloader of a UEFI disk (OVMF firmware): GRUB-EFI, or systemd-boot. */
+export type EfiLoader = 'grub' | 'systemd-boot';
+
+/**
+ * The artefacts with a UEFI disk instead of the BIOS one (`scripts/build-disk-efi.sh`): the same
+ * partitions, slot A provisioned by Ferry with v1, the boot partition an ESP (FAT32) holding
+ * `EFI/BOOT/BOOTX64.EFI` of `loader`. Cached as `disk-efi-<loader>/`.
+ *
+ * @example
+ * const a = await ensureEfiArtefacts('grub');
+ * Vm.start({ disk: copyOf(a.disk), log, firmware: 'ovmf' });
+ */
+export function ensureEfiArtefacts(loader: EfiLoader): Promise<Artefacts> {
+  const cache = cacheDir();
+  return mkdir(join(cache, 'logs'), { recursive: true }).then(() =>
+    withLock(cache, async () => {
+      const a = await buildAll(cache);
+      const name = `disk-efi-${loader}`;
+      const log = join(cache, 'logs', `${name}.log`);
+      const v1 = join(cache, 'release-v1');
+      await cached(
+        cache,
+        {
+          name,
+          recipe: [
+            readFileSync(`${v1}.stamp`, 'utf8'),
+            ferrySourcesHash(),
+            hashFiles([
+              join(SCRIPTS, 'build-disk-efi.sh'),
+              join(REPO, 'contrib', 'grub', 'ferry-ab.cfg'),
+            ]),
+            aptCandidate(loader === 'grub' ? 'grub-efi-amd64-bin' : 'systemd-boot-efi'),
+          ].join('\n'),
+          build: (out) =>
+            exec(
+              'bash',
+              [
+                join(SCRIPTS, 'build-disk-efi.sh'),
+                loader,
+                join(out, 'disk.img'),
+                join(v1, 'release.fbd'),
+                join(cache, 'key', 'release.pub'),
+              ],
+              log,
+            ),
+        },
+        a.timings,
+      );
+      const disk = join(cache, name, 'disk.img');
+      return { ...a, disk, layout: readLayout(`${disk}.layout`) };
+    }),
   );
 }
 

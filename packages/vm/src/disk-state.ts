@@ -63,10 +63,43 @@ export function readPartitionFile(
   }
 }
 
-/** The GRUB environment block (`/grub/grubenv` on the boot partition) as name -> value. */
-export function readGrubEnvVars(disk: string, layout: DiskLayout): Record<string, string> {
-  const block = readPartitionFile(disk, layout, 'boot', '/grub/grubenv');
-  if (!block) throw new Error('no /grub/grubenv on the boot partition');
+/**
+ * The bytes of file `path` on the FAT boot partition (the ESP of a UEFI disk), read with mtools
+ * at the partition's offset in `disk`; undefined if it does not exist.
+ */
+export function readEspFile(disk: string, layout: DiskLayout, path: string): Buffer | undefined {
+  const p = layout.boot;
+  if (!p) throw new Error('no boot partition in the layout');
+  const r = spawnSync('mtype', ['-i', `${disk}@@${p.offset}`, `::${path}`], {
+    env: { ...process.env, MTOOLS_SKIP_CHECK: '1' },
+  });
+  if (r.status !== 0) {
+    if (/not found/i.test(r.stderr.toString())) return undefined;
+    throw new Error(`mtype ::${path} failed: ${r.stderr.toString()}`);
+  }
+  return r.stdout;
+}
+
+/** Names in directory `dir` of the FAT boot partition (mdir), sorted; [] if it does not exist. */
+export function listEspDir(disk: string, layout: DiskLayout, dir: string): string[] {
+  const p = layout.boot;
+  if (!p) throw new Error('no boot partition in the layout');
+  const r = spawnSync('mdir', ['-b', '-i', `${disk}@@${p.offset}`, `::${dir}`], {
+    encoding: 'utf8',
+    env: { ...process.env, MTOOLS_SKIP_CHECK: '1' },
+  });
+  if (r.status !== 0) {
+    if (/not found/i.test(r.stderr)) return [];
+    throw new Error(`mdir ::${dir} failed: ${r.stderr}`);
+  }
+  return r.stdout
+    .split('\n')
+    .map((l) => l.trim().split('/').at(-1) ?? '')
+    .filter((n) => n !== '' && n !== '.' && n !== '..')
+    .sort();
+}
+
+function grubVars(block: Buffer): Record<string, string> {
   const env = GrubEnv.parse(block);
   const vars: Record<string, string> = {};
   for (const name of ['ORDER', 'A_OK', 'B_OK', 'A_LEFT', 'B_LEFT']) {
@@ -74,6 +107,20 @@ export function readGrubEnvVars(disk: string, layout: DiskLayout): Record<string
     if (v !== undefined) vars[name] = v;
   }
   return vars;
+}
+
+/** The GRUB environment block (`/grub/grubenv` on the boot partition) as name -> value. */
+export function readGrubEnvVars(disk: string, layout: DiskLayout): Record<string, string> {
+  const block = readPartitionFile(disk, layout, 'boot', '/grub/grubenv');
+  if (!block) throw new Error('no /grub/grubenv on the boot partition');
+  return grubVars(block);
+}
+
+/** The same, from the ESP (FAT) of a UEFI disk. */
+export function readEspGrubEnvVars(disk: string, layout: DiskLayout): Record<string, string> {
+  const block = readEspFile(disk, layout, '/grub/grubenv');
+  if (!block) throw new Error('no /grub/grubenv on the ESP');
+  return grubVars(block);
 }
 
 /** The agent's state (`/ferry/state.json` on the data partition), validated. */

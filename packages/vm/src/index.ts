@@ -1,8 +1,18 @@
 /** QEMU real-boot tests: disk images, kernels, scenarios. Test-only package. */
-export { ensureArtefacts, RELEASES, type Artefacts, type ReleaseSpec } from './artefacts.ts';
+export {
+  ensureArtefacts,
+  ensureEfiArtefacts,
+  RELEASES,
+  type Artefacts,
+  type EfiLoader,
+  type ReleaseSpec,
+} from './artefacts.ts';
 export { cacheDir, cached, withLock, type Step } from './cache.ts';
 export {
+  listEspDir,
   readAgentState,
+  readEspFile,
+  readEspGrubEnvVars,
   readGrubEnvVars,
   readLayout,
   readPartitionFile,
@@ -10,7 +20,7 @@ export {
 } from './disk-state.ts';
 export { parseRange, startFileServer, type FileServer, type Route } from './file-server.ts';
 export { cutInstants, installProgress, mulberry32 } from './power-cut.ts';
-export { cleanLine, qemuArgs, Vm, type ConsoleLine, type VmOptions } from './qemu.ts';
+export { cleanLine, OVMF_FD, qemuArgs, Vm, type ConsoleLine, type VmOptions } from './qemu.ts';
 export {
   BOOT_MS,
   deviceState,

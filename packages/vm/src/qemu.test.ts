@@ -24,6 +24,13 @@ describe('qemuArgs', () => {
       assert.match(args, /-netdev user,id=n0/);
     });
   });
+  describe('when the firmware is ovmf', () => {
+    it('boots OVMF instead of SeaBIOS', () => {
+      const args = qemuArgs({ disk: '/x/disk.img', log: '/x/log', firmware: 'ovmf' });
+      assert.equal(args[args.indexOf('-bios') + 1], '/usr/share/ovmf/OVMF.fd');
+      assert.ok(!qemuArgs({ disk: '/x/disk.img', log: '/x/log' }).includes('-bios'));
+    });
+  });
 });
 
 describe('qemuArgs', () => {

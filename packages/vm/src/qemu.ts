@@ -20,7 +20,15 @@ export interface VmOptions {
    * The initramfs arms it when it finds it; see docs/vm-tests.md for the timeouts.
    */
   watchdog?: boolean;
+  /**
+   * `seabios` (default) or `ovmf`: UEFI firmware (Debian's ovmf, `/usr/share/ovmf/OVMF.fd`),
+   * which boots `EFI/BOOT/BOOTX64.EFI` from the disk's ESP.
+   */
+  firmware?: 'seabios' | 'ovmf';
 }
+
+/** Debian ovmf's combined firmware image (code and variables in one, variables not kept). */
+export const OVMF_FD = '/usr/share/ovmf/OVMF.fd';
 
 interface Waiter {
   test: (text: string) => boolean;
@@ -215,10 +223,11 @@ export class Vm {
   }
 }
 
-/** The qemu command line: TCG (no usable KVM on the CI hosts), SeaBIOS, serial on stdio. */
+/** The qemu command line: TCG (no usable KVM on the CI hosts), SeaBIOS or OVMF, serial on stdio. */
 export function qemuArgs(opts: VmOptions): string[] {
   return [
     ...['-accel', 'tcg', '-m', String(opts.memoryMiB ?? 1024), '-smp', String(opts.cpus ?? 2)],
+    ...(opts.firmware === 'ovmf' ? ['-bios', OVMF_FD] : []),
     ...['-display', 'none', '-serial', 'stdio', '-monitor', 'none', '-no-user-config'],
     ...['-drive', `file=${opts.disk},format=raw,if=virtio,cache=writeback`],
     ...['-netdev', 'user,id=n0', '-device', 'virtio-net-pci,netdev=n0'],

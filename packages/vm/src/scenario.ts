@@ -32,14 +32,18 @@ export interface Run {
 }
 
 /**
- * Builds (or reuses) the artefacts and gives `name` its own sparse copy of the provisioned disk.
+ * Builds (or reuses) the artefacts (`build`: the BIOS disk's by default) and gives `name` its
+ * own sparse copy of the provisioned disk.
  *
  * @example
  * const run = await prepareRun('s1');
  * const vm = Vm.start(run);
  */
-export async function prepareRun(name: string): Promise<Run> {
-  const artefacts = await ensureArtefacts();
+export async function prepareRun(
+  name: string,
+  build: () => Promise<Artefacts> = ensureArtefacts,
+): Promise<Run> {
+  const artefacts = await build();
   const dir = join(artefacts.cache, 'runs', name);
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });

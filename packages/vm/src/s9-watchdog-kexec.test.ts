@@ -24,17 +24,17 @@ function linesMatching(vm: Vm, from: number, re: RegExp): Array<{ i: number; tex
     .filter((l) => l.i >= from && re.test(l.text));
 }
 
-// One VM run with an i6300esb watchdog. S7a: v5, whose /sbin/init hangs before it takes over
+// One VM run with an i6300esb watchdog. S9a: v5, whose /sbin/init hangs before it takes over
 // the watchdog, is installed into B with 1 boot attempt; its boot is reset by the watchdog, GRUB
 // finds B's attempts spent and boots A by itself, and A's boot check records the rollback.
-// S7b: v2 is installed into B and started with `ferry reboot --kexec`, no firmware, no GRUB.
-describe('S7 watchdog and kexec', needs(...VM_CAPS), () => {
+// S9b: v2 is installed into B and started with `ferry reboot --kexec`, no firmware, no GRUB.
+describe('S9 watchdog and kexec', needs(...VM_CAPS), () => {
   let run: Run;
   let vm: Vm;
   let srv: FileServer;
   const timings: string[] = [];
   before(async () => {
-    run = await prepareRun('s7-watchdog-kexec');
+    run = await prepareRun('s9-watchdog-kexec');
     srv = await startFileServer({
       '/v5.fbd': { file: run.artefacts.bundles.v5 ?? '' },
       '/v2.fbd': { file: run.artefacts.bundles.v2 ?? '' },
@@ -127,7 +127,7 @@ describe('S7 watchdog and kexec', needs(...VM_CAPS), () => {
     });
   });
 
-  // S7b, same run: v2 is installed into B and started with kexec, without firmware and GRUB.
+  // S9b, same run: v2 is installed into B and started with kexec, without firmware and GRUB.
   describe('when an installed update is applied with kexec', () => {
     const cmdline =
       'root=PARTLABEL=rootfs-b ro ferry.slot=B console=ttyS0,115200 panic=5 loglevel=3';
