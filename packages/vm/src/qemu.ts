@@ -14,6 +14,11 @@ export interface VmOptions {
   /** Serial console transcript, appended line by line with seconds since the start. */
   log: string;
   memoryMiB?: number;
+  /**
+   * vCPUs (default 1). Two scenarios run at once on a 2-core host: with one vCPU each, a boot to
+   * the shell took 16-20 s and `ferry status` 1.5 s; with two, 21-22 s and 2.4-3.2 s (TCG threads
+   * contending for the same cores).
+   */
   cpus?: number;
   /**
    * An i6300esb watchdog whose expiry resets the machine (as a hardware reset: firmware, GRUB).
@@ -226,7 +231,7 @@ export class Vm {
 /** The qemu command line: TCG (no usable KVM on the CI hosts), SeaBIOS or OVMF, serial on stdio. */
 export function qemuArgs(opts: VmOptions): string[] {
   return [
-    ...['-accel', 'tcg', '-m', String(opts.memoryMiB ?? 1024), '-smp', String(opts.cpus ?? 2)],
+    ...['-accel', 'tcg', '-m', String(opts.memoryMiB ?? 1024), '-smp', String(opts.cpus ?? 1)],
     ...(opts.firmware === 'ovmf' ? ['-bios', OVMF_FD] : []),
     ...['-display', 'none', '-serial', 'stdio', '-monitor', 'none', '-no-user-config'],
     ...['-drive', `file=${opts.disk},format=raw,if=virtio,cache=writeback`],
