@@ -13,7 +13,7 @@ PACKAGES=(
   # the fleet server's second database, and the dashboard's browser tests
   postgresql chromium fonts-liberation
   # real-boot tests (packages/vm): QEMU, GRUB for BIOS, busybox for the initramfs
-  qemu-system-x86 grub-pc-bin busybox-static kmod cpio
+  qemu-system-x86 grub-pc-bin busybox-static kmod cpio binutils
   # kexec into an installed update (ferry reboot --kexec): the guest image carries its kexec
   kexec-tools
   # ... and UEFI: OVMF, GRUB for EFI, systemd-boot's EFI binary, the FAT ESP built without a mount

@@ -101,24 +101,7 @@ else
 # grub.cfg exactly as build-disk.sh writes it: the slots are (hd0,gpt3) and (hd0,gpt4) under
 # UEFI too; $prefix is the ESP's /grub, where load_env and save_env find grubenv.
 cfg="$esp/grub/grub.cfg"
-{
-    printf 'serial --unit=0 --speed=115200\nterminal_input serial\nterminal_output serial\n\n'
-    sed '/^# One entry per slot/,$d' "$REPO/contrib/grub/ferry-ab.cfg"
-    cat <<'CFG'
-set timeout=0
-echo "FERRY-GRUB: slot=$ferry_slot ORDER=$ORDER A_OK=$A_OK A_LEFT=$A_LEFT B_OK=$B_OK B_LEFT=$B_LEFT"
-
-menuentry "Ferry slot A" --id ferry-A {
-    linux (hd0,gpt3)/boot/vmlinuz root=PARTLABEL=rootfs-a ro ferry.slot=A console=ttyS0,115200 panic=5 loglevel=3
-    initrd (hd0,gpt3)/boot/initrd.img
-}
-
-menuentry "Ferry slot B" --id ferry-B {
-    linux (hd0,gpt4)/boot/vmlinuz root=PARTLABEL=rootfs-b ro ferry.slot=B console=ttyS0,115200 panic=5 loglevel=3
-    initrd (hd0,gpt4)/boot/initrd.img
-}
-CFG
-} >"$cfg"
+bash "$HERE/grub-cfg.sh" >"$cfg"
 grub-script-check "$cfg"
 grub-mkimage -O x86_64-efi -o "$esp/EFI/BOOT/BOOTX64.EFI" -p /grub \
     part_gpt fat ext2 squash4 gzio loadenv test echo linux normal configfile serial \

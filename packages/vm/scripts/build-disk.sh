@@ -73,24 +73,7 @@ FERRY_BOOTED_SLOT=B "$REPO/packages/cli/bin/ferry" mark-bad --root "$work/prov" 
 
 # grub.cfg: serial console, Ferry's slot selection verbatim, this disk's menu entries.
 cfg="$work/prov/boot/grub/grub.cfg"
-{
-    printf 'serial --unit=0 --speed=115200\nterminal_input serial\nterminal_output serial\n\n'
-    sed '/^# One entry per slot/,$d' "$REPO/contrib/grub/ferry-ab.cfg"
-    cat <<'CFG'
-set timeout=0
-echo "FERRY-GRUB: slot=$ferry_slot ORDER=$ORDER A_OK=$A_OK A_LEFT=$A_LEFT B_OK=$B_OK B_LEFT=$B_LEFT"
-
-menuentry "Ferry slot A" --id ferry-A {
-    linux (hd0,gpt3)/boot/vmlinuz root=PARTLABEL=rootfs-a ro ferry.slot=A console=ttyS0,115200 panic=5 loglevel=3
-    initrd (hd0,gpt3)/boot/initrd.img
-}
-
-menuentry "Ferry slot B" --id ferry-B {
-    linux (hd0,gpt4)/boot/vmlinuz root=PARTLABEL=rootfs-b ro ferry.slot=B console=ttyS0,115200 panic=5 loglevel=3
-    initrd (hd0,gpt4)/boot/initrd.img
-}
-CFG
-} >"$cfg"
+bash "$HERE/grub-cfg.sh" >"$cfg"
 grub-script-check "$cfg"
 
 mkdir -p "$work/prov/boot/grub/i386-pc"

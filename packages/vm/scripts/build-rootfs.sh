@@ -36,7 +36,8 @@ chmod 755 sbin/init
 
 # Node 24 (the repository's own binary), Debian's kexec (kexec-tools, for `ferry reboot
 # --kexec`) and the shared libraries ldd names for them.
-cp "$NODE" usr/bin/node
+# Stripped of its debug symbols, as an image build would: 18 MB less to compress and install.
+strip -o usr/bin/node "$NODE"
 mkdir -p usr/sbin
 cp /usr/sbin/kexec usr/sbin/kexec
 for lib in $(ldd "$NODE" /usr/sbin/kexec | awk '/=> \// { print $3 } /^\t\/lib64\// { print $1 }' | sort -u); do

@@ -94,6 +94,7 @@ export function ensureEfiArtefacts(loader: EfiLoader): Promise<Artefacts> {
             ferrySourcesHash(),
             hashFiles([
               join(SCRIPTS, 'build-disk-efi.sh'),
+              join(SCRIPTS, 'grub-cfg.sh'),
               join(REPO, 'contrib', 'grub', 'ferry-ab.cfg'),
             ]),
             aptCandidate(loader === 'grub' ? 'grub-efi-amd64-bin' : 'systemd-boot-efi'),
@@ -225,7 +226,11 @@ async function buildAll(cache: string): Promise<Artefacts> {
       recipe: [
         stamps[0],
         ferrySourcesHash(),
-        hashFiles([join(SCRIPTS, 'build-disk.sh'), join(REPO, 'contrib', 'grub', 'ferry-ab.cfg')]),
+        hashFiles([
+          join(SCRIPTS, 'build-disk.sh'),
+          join(SCRIPTS, 'grub-cfg.sh'),
+          join(REPO, 'contrib', 'grub', 'ferry-ab.cfg'),
+        ]),
       ].join('\n'),
       build: (out) =>
         exec(
