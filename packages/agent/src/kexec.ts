@@ -128,8 +128,10 @@ async function inImage(mnt: string, path: string, what: string): Promise<string>
   } catch (e) {
     throw new FerryError('KEXEC_FAILED', `${what} ${path} is not in the image`, { cause: e });
   }
-  // An absolute symlink in the image would resolve against the running system.
-  if (!real.startsWith(mnt + sep) || !(await stat(real)).isFile())
+  // An absolute symlink in the image would resolve against the running system. The mount point
+  // is compared resolved too, in case the temporary directory's path runs through a link.
+  const root = await realpath(mnt);
+  if (!real.startsWith(root + sep) || !(await stat(real)).isFile())
     throw new FerryError('KEXEC_FAILED', `${what} ${path} is not a regular file inside the image`);
   return real;
 }
