@@ -44,6 +44,21 @@ async function imageFile(mnt: string, rel: string): Promise<string> {
 }
 
 /**
+ * The mount(8) options for reading a slot's image: read-only, nodev, nosuid, noexec, through a
+ * loop device at the slot's offset unless the slot is a whole block device.
+ */
+export async function slotImageMountOptions(
+  device: string,
+  offset: number,
+  size: number,
+): Promise<string> {
+  // The slot's device path is configuration (trusted), e.g. a /dev/disk/by-* link: follow it.
+  const st = await stat(device);
+  const loop = st.isBlockDevice() && offset === 0 ? '' : `,loop,offset=${offset},sizelimit=${size}`;
+  return `ro,nodev,nosuid,noexec${loop}`;
+}
+
+/**
  * Mounts the slot's image read-only (nodev, nosuid, noexec; through a loop device at its offset
  * when the slot is a region of a file or device) and runs `fn` on the mount point.
  */
@@ -56,17 +71,10 @@ export async function withSlotImage<T>(
       'INSTALL_BOOT_FILES',
       `cannot read a kernel out of a ${slot.imageType} image (squashfs or erofs)`,
     );
-  // The slot's device path is configuration (trusted), e.g. a /dev/disk/by-* link: follow it.
-  const st = await stat(slot.device);
-  const loop =
-    st.isBlockDevice() && slot.offset === 0
-      ? ''
-      : `,loop,offset=${slot.offset},sizelimit=${slot.imageSize}`;
+  const opts = await slotImageMountOptions(slot.device, slot.offset, slot.imageSize);
   const mnt = await mkdtemp(join(tmpdir(), 'ferry-slot-'));
   try {
-    await runBootTool('mount', [
-      ...['-t', slot.imageType, '-o', `ro,nodev,nosuid,noexec${loop}`, slot.device, mnt],
-    ]);
+    await runBootTool('mount', ['-t', slot.imageType, '-o', opts, slot.device, mnt]);
     try {
       return await fn(mnt);
     } finally {

@@ -26,6 +26,7 @@ import { FerryError } from '@ferry/core';
 import type { Bootloader } from './bootloader.ts';
 import { bootableSlots, type SlotConfig, type SystemConfig } from './config.ts';
 import { kexecCommandLine } from './kexec-cmdline.ts';
+import { slotImageMountOptions } from './esp-kernel.ts';
 import type { AgentState, SlotRecord } from './state.ts';
 
 /** What a kexec reboot starts: the slot, the files inside its image and the command line. */
@@ -142,13 +143,10 @@ async function loadFromImage(
   image: { type: string; size: number },
   plan: KexecPlan,
 ): Promise<void> {
-  const device = await stat(slot.device);
-  const opts = ['ro', 'nodev', 'nosuid', 'noexec'];
-  if (!device.isBlockDevice() || slot.offset !== 0)
-    opts.push('loop', `offset=${slot.offset}`, `sizelimit=${image.size}`);
+  const opts = await slotImageMountOptions(slot.device, slot.offset, image.size);
   const mnt = await mkdtemp(join(tmpdir(), 'ferry-kexec-'));
   try {
-    await run('mount', ['-t', image.type, '-o', opts.join(','), slot.device, mnt], 'KEXEC_FAILED');
+    await run('mount', ['-t', image.type, '-o', opts, slot.device, mnt], 'KEXEC_FAILED');
     try {
       const kernel = await inImage(mnt, plan.kernel, 'kernel');
       const initrd = plan.initrd ? await inImage(mnt, plan.initrd, 'initrd') : undefined;
