@@ -1,7 +1,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import {
@@ -397,6 +397,19 @@ describe('the agent with a fleet server, further', () => {
           const next = await cycle(d);
           assert.equal(next.enrolment, 'accepted');
           assert.equal(next.action, 'none');
+          // Accepted, the device works under a session kept beside its key (0600), and the
+          // next cycle reuses it instead of signing again.
+          const file = join(d.root, 'var/lib/ferry/device.key.session');
+          const kept = JSON.parse(await readFile(file, 'utf8')) as { sessionId: string };
+          assert.match(kept.sessionId, /^s1\.\d{13}\./);
+          assert.equal((await stat(file)).mode & 0o777, 0o600);
+          assert.equal((await cycle(d)).action, 'none');
+          assert.equal(
+            (JSON.parse(await readFile(file, 'utf8')) as { sessionId: string }).sessionId,
+            kept.sessionId,
+          );
+          const opened = fleet.server.context.metrics.render({});
+          assert.match(opened, /route="\/api\/v1\/device\/session",status="200"} 1\n/);
         },
         { token: false },
       );

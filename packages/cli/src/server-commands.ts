@@ -178,6 +178,13 @@ export const server: CommandSpec = {
       description: 'server processes sharing the port (node:cluster); see docs/server.md',
       default: '1',
     },
+    'session-hours': {
+      type: 'string',
+      placeholder: 'H',
+      description:
+        'how long a device session lasts (one signed request opens it; later requests carry its MAC)',
+      default: '24',
+    },
   },
   examples: [
     'ferry server --db ferry.db --repo /srv/ferry --director-key keys/director.key --insecure-cookies',
@@ -188,6 +195,7 @@ export const server: CommandSpec = {
     if (!['debug', 'info', 'warn', 'error'].includes(level))
       throw new FerryError('USAGE', '--log-level is debug, info, warn or error');
     const workers = int(ctx, 'workers', 1, 1);
+    const sessionTtlMs = int(ctx, 'session-hours', 24, 1) * 3600_000;
     if (workers > 1 && cluster.isPrimary) return primary(ctx, workers, level);
     const { createServer, jsonLogger, openDatabase } = await serverLib();
     const logger = jsonLogger(process.stdout, level);
@@ -211,6 +219,7 @@ export const server: CommandSpec = {
         : {}),
       ...(str(ctx, 'repository-url') ? { repositoryUrl: str(ctx, 'repository-url')! } : {}),
       secureCookies: !flag(ctx, 'insecure-cookies'),
+      sessionTtlMs,
       bootstrapAdmin: { username: str(ctx, 'admin-user') ?? 'admin', password },
     });
     const url = await srv.listen(int(ctx, 'port', 8080), str(ctx, 'host') ?? '127.0.0.1');

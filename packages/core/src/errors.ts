@@ -174,6 +174,8 @@ export const ERROR_CODES = {
   SERVER_REPOSITORY: 'the release repository cannot be read or fails a check',
   DEVICE_AUTH_FAILED: 'a device request is not signed by the key of an enrolled device',
   DEVICE_REPLAY: 'a device request reuses a nonce or its timestamp is too old or new (replay)',
+  DEVICE_SESSION_EXPIRED:
+    'a device request was made under a session that has expired (the device opens a new one)',
   DEVICE_NOT_APPROVED: 'the device is enrolled but not (yet) approved, or was rejected',
   DEVICE_ENROLMENT_REFUSED: 'an enrolment token is unknown, expired or used up',
   DEVICE_ASSIGNMENT_INVALID: 'a director assignment is malformed or not signed by a trusted key',

@@ -27,6 +27,18 @@ export interface EnrolResponse {
   status: DeviceStatus;
 }
 
+/** POST /api/v1/device/session response (device-session.ts). */
+export interface SessionResponse {
+  /** The session id, carrying its expiry (SESSION_ID_RE). */
+  sessionId: string;
+  /** Ms since the epoch, server clock. */
+  expiresAt: number;
+  /** The server's ephemeral X25519 public key (hex). */
+  serverKey: string;
+  /** The session key, masked with a pad only the device can derive (hex). */
+  wrappedKey: string;
+}
+
 /** POST /api/v1/device/checkin response. */
 export interface CheckinResponse {
   /** Seconds until the next check-in. */

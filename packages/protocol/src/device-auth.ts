@@ -12,6 +12,8 @@ export const DEVICE_HEADERS = {
   timestamp: 'x-ferry-timestamp',
   nonce: 'x-ferry-nonce',
   signature: 'x-ferry-signature',
+  /** A device session's id (device-session.ts): the signature is then its HMAC-SHA256. */
+  session: 'x-ferry-session',
 } as const;
 
 /** Largest difference between a request's timestamp and the server clock. */
@@ -34,10 +36,23 @@ export interface DeviceRequestParts {
   /** Lowercase hex SHA-256 of the exact body bytes (of nothing for an empty body). */
   bodySha256: string;
   deviceId: string;
+  /** The session the request is authenticated under (HMAC instead of an ed25519 signature). */
+  session?: string;
+}
+
+/** A device session id: `s1.<expiry, ms since the epoch>.<22 random base64url characters>`. */
+export const SESSION_ID_RE = /^s1\.(\d{13})\.[A-Za-z0-9_-]{22}$/;
+
+/** The expiry (ms since the epoch) a session id carries, or undefined if it is malformed. */
+export function sessionExpiry(id: string): number | undefined {
+  const m = SESSION_ID_RE.exec(id);
+  return m ? Number(m[1]) : undefined;
 }
 
 /**
- * The exact text a device signs (UTF-8): one field per line, after a version line.
+ * The exact text a device signs (UTF-8): one field per line, after a version line. A request
+ * made under a session has another version line and the session id as a last line, so a MAC
+ * can never stand for a signature or for another session's request.
  *
  * @example
  * const text = deviceSigningString({ method: 'POST', path: '/api/v1/device/checkin',
@@ -45,13 +60,15 @@ export interface DeviceRequestParts {
  * const sig = sign(null, Buffer.from(text), privateKey).toString('base64');
  */
 export function deviceSigningString(p: DeviceRequestParts): string {
-  return [
-    'ferry-device-request-v1',
+  const lines = [
+    p.session === undefined ? 'ferry-device-request-v1' : 'ferry-device-session-request-v1',
     p.method.toUpperCase(),
     p.path,
     String(p.timestamp),
     p.nonce,
     p.bodySha256,
     p.deviceId,
-  ].join('\n');
+  ];
+  if (p.session !== undefined) lines.push(p.session);
+  return lines.join('\n');
 }

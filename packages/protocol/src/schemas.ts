@@ -39,6 +39,10 @@ export const enrolRequestSchema = z.strictObject({
 });
 export type EnrolRequest = z.infer<typeof enrolRequestSchema>;
 
+/** POST /api/v1/device/session body: the device's ephemeral X25519 public key (hex). */
+export const sessionRequestSchema = z.strictObject({ publicKey: hex64 });
+export type SessionRequest = z.infer<typeof sessionRequestSchema>;
+
 /** POST /api/v1/device/checkin body. */
 export const checkinRequestSchema = z.strictObject({ inventory: inventorySchema });
 export type CheckinRequest = z.infer<typeof checkinRequestSchema>;

@@ -1,8 +1,9 @@
 /**
  * Verifies device requests (protocol/device-auth.ts): signature by the device's enrolled key
- * over method, path, timestamp, nonce, body hash and id; timestamp within the skew window; a
- * nonce never seen before (stored until the window has passed, so a replay is refused even
- * after a restart or on another server instance).
+ * over method, path, timestamp, nonce, body hash and id, or the HMAC under a device session's
+ * key (protocol/device-session.ts), whose session was opened by such a signed request;
+ * timestamp within the skew window; a nonce never seen before (stored until the window has
+ * passed, so a replay is refused even after a restart or on another server instance).
  *
  * Parsed public keys are cached: a device id is the hash of its key, so the key cached for an
  * id can never be another one. Whether the device may act (enrolled, accepted) is never
@@ -19,7 +20,15 @@ import {
   DEVICE_ID_RE,
   NONCE_RE,
   deviceSigningString,
+  sessionExpiry,
+  type SessionResponse,
 } from '@ferry/protocol';
+import {
+  SESSION_MAC_LENGTH,
+  sessionAnswer,
+  sessionKey,
+  sessionMacValid,
+} from '@ferry/protocol/device-session';
 import type { CheckinStore, NonceSpend } from './checkin-store.ts';
 import type { FleetDb } from './db-schema.ts';
 
@@ -56,11 +65,13 @@ function headers(req: RawDeviceRequest, now: number) {
   const nonce = req.header(DEVICE_HEADERS.nonce) ?? '';
   const ts = req.header(DEVICE_HEADERS.timestamp) ?? '';
   const sig = req.header(DEVICE_HEADERS.signature) ?? '';
+  const session = req.header(DEVICE_HEADERS.session);
   if (
     !DEVICE_ID_RE.test(deviceId) ||
     !NONCE_RE.test(nonce) ||
     !/^\d{1,15}$/.test(ts) ||
-    sig.length !== 88
+    sig.length !== (session === undefined ? 88 : SESSION_MAC_LENGTH) ||
+    (session !== undefined && sessionExpiry(session) === undefined)
   )
     throw new FerryError(
       'DEVICE_AUTH_FAILED',
@@ -69,20 +80,19 @@ function headers(req: RawDeviceRequest, now: number) {
   const timestamp = Number(ts);
   if (Math.abs(now - timestamp) > DEVICE_CLOCK_SKEW_MS)
     throw new FerryError('DEVICE_REPLAY', 'request timestamp is outside the allowed clock skew');
-  return { deviceId, nonce, timestamp, sig: Buffer.from(sig, 'base64') };
+  return { deviceId, nonce, timestamp, sig, session };
 }
 
-function signingBytes(req: RawDeviceRequest, h: ReturnType<typeof headers>): Buffer {
-  return Buffer.from(
-    deviceSigningString({
-      method: req.method,
-      path: req.path,
-      timestamp: h.timestamp,
-      nonce: h.nonce,
-      bodySha256: createHash('sha256').update(req.body).digest('hex'),
-      deviceId: h.deviceId,
-    }),
-  );
+function signingString(req: RawDeviceRequest, h: ReturnType<typeof headers>): string {
+  return deviceSigningString({
+    method: req.method,
+    path: req.path,
+    timestamp: h.timestamp,
+    nonce: h.nonce,
+    bodySha256: createHash('sha256').update(req.body).digest('hex'),
+    deviceId: h.deviceId,
+    ...(h.session !== undefined ? { session: h.session } : {}),
+  });
 }
 
 /** Checks one device request's signature with `key` (on the thread pool). */
@@ -91,10 +101,12 @@ async function checkSignature(
   h: ReturnType<typeof headers>,
   key: KeyObject,
 ): Promise<void> {
+  const sig = Buffer.from(h.sig, 'base64');
   const ok =
-    h.sig.length === 64 &&
+    h.session === undefined &&
+    sig.length === 64 &&
     (await new Promise<boolean>((res) =>
-      verify(null, signingBytes(req, h), key, h.sig, (e, valid) => res(!e && valid)),
+      verify(null, Buffer.from(signingString(req, h)), key, sig, (e, valid) => res(!e && valid)),
     ));
   if (!ok) throw new FerryError('DEVICE_AUTH_FAILED', 'device request signature does not verify');
 }
@@ -118,15 +130,44 @@ export function refuse(kind: 'replay' | 'unknown'): never {
 
 const KEY_CACHE_MAX = 200_000;
 
+/** How long a device session lasts unless the server is told otherwise: a day. */
+export const SESSION_TTL_MS = 24 * 60 * 60 * 1000;
+
 /** Verifies device requests against the registry. */
 export class DeviceAuthenticator {
   readonly #db: Kysely<FleetDb>;
   readonly #store: CheckinStore;
   readonly #keys = new Map<string, KeyObject>();
+  readonly #sessionSecret: Uint8Array;
+  readonly #sessionTtlMs: number;
 
-  constructor(db: Kysely<FleetDb>, store: CheckinStore) {
+  /**
+   * `sessionSecret` derives the session keys (Director.sessionSecret); `sessionTtlMs` is how
+   * long a session opened now lasts.
+   */
+  constructor(
+    db: Kysely<FleetDb>,
+    store: CheckinStore,
+    sessionSecret: Uint8Array,
+    sessionTtlMs = SESSION_TTL_MS,
+  ) {
     this.#db = db;
     this.#store = store;
+    this.#sessionSecret = sessionSecret;
+    this.#sessionTtlMs = sessionTtlMs;
+  }
+
+  /** Checks a request's MAC under its session's key (synchronous: two HMACs). */
+  #checkSession(req: RawDeviceRequest, h: ReturnType<typeof headers>, now: number): void {
+    const session = h.session!;
+    if (sessionExpiry(session)! <= now)
+      throw new FerryError('DEVICE_SESSION_EXPIRED', 'device session has expired');
+    const key = sessionKey(this.#sessionSecret, h.deviceId, session);
+    if (!sessionMacValid(key, signingString(req, h), h.sig))
+      throw new FerryError(
+        'DEVICE_AUTH_FAILED',
+        'device request MAC does not verify under its session',
+      );
   }
 
   async #key(deviceId: string): Promise<KeyObject> {
@@ -147,8 +188,32 @@ export class DeviceAuthenticator {
    */
   async authenticate(req: RawDeviceRequest, now: number): Promise<DeviceRequest> {
     const h = headers(req, now);
-    await checkSignature(req, h, await this.#key(h.deviceId));
+    if (h.session !== undefined) this.#checkSession(req, h, now);
+    else await checkSignature(req, h, await this.#key(h.deviceId));
     return facts(req, h);
+  }
+
+  /**
+   * Opens a session for an accepted device: the request must be signed with the device key
+   * (not made under another session); its nonce is spent like any other.
+   */
+  async openSession(
+    req: RawDeviceRequest,
+    devicePublicKeyHex: string,
+    now: number,
+  ): Promise<SessionResponse> {
+    if (req.header(DEVICE_HEADERS.session) !== undefined)
+      throw new FerryError(
+        'DEVICE_AUTH_FAILED',
+        'a session is opened with a request signed by the device key',
+      );
+    const d = await this.verify(req, now, { accepted: true });
+    return sessionAnswer(
+      this.#sessionSecret,
+      d.deviceId,
+      devicePublicKeyHex,
+      now + this.#sessionTtlMs,
+    );
   }
 
   /**

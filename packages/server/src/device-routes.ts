@@ -1,10 +1,16 @@
 /**
- * Routes devices call (docs/server.md "Device API"). Every one is signed by the device key;
- * a device is identified only by its verified signature, so it can read and write nothing but
- * itself: no route takes a device id from the path or body.
+ * Routes devices call (docs/server.md "Device API"). Every one is signed by the device key, or
+ * carries the MAC of a session opened by such a signed request; a device is identified only by
+ * its verified signature or MAC, so it can read and write nothing but itself: no route takes a
+ * device id from the path or body.
  */
 import { Hono, type Context } from 'hono';
-import { enrolRequestSchema, reportRequestSchema, type EnrolResponse } from '@ferry/protocol';
+import {
+  enrolRequestSchema,
+  reportRequestSchema,
+  sessionRequestSchema,
+  type EnrolResponse,
+} from '@ferry/protocol';
 import { applyReport } from './assign.ts';
 import { checkIn } from './checkin.ts';
 import { parseBody, type ServerContext } from './context.ts';
@@ -38,6 +44,13 @@ export function deviceRoutes(ctx: ServerContext): Hono {
       { deviceId: r.deviceId, status: r.status } satisfies EnrolResponse,
       r.created ? 201 : 200,
     );
+  });
+
+  // A device session: one signed request, then MACs (protocol/device-session.ts).
+  app.post('/session', async (c) => {
+    const req = await raw(c);
+    const body = parseBody(sessionRequestSchema, req.body);
+    return c.json(await ctx.devices.openSession(req, body.publicKey, ctx.now()));
   });
 
   app.post('/checkin', async (c) => c.json(await checkIn(ctx, await raw(c), ctx.now())));

@@ -3,7 +3,7 @@
  * context-separated ed25519 signatures. The key signs nothing else, and its compromise is
  * bounded: devices still require the assignment to match TUF targets signed offline.
  */
-import { createPublicKey } from 'node:crypto';
+import { createPublicKey, hkdfSync } from 'node:crypto';
 import { generateKeyPair, parsePrivateKey, signPayload, type PrivateKey } from '@ferry/core';
 import {
   ASSIGNMENT_CONTEXT,
@@ -32,11 +32,21 @@ export class Director {
   readonly publicKey: DirectorKey;
   /** Every key that signs, the current one first. */
   readonly publicKeys: DirectorKey[];
+  /**
+   * The secret device session keys are derived from (device-session.ts), itself derived from
+   * the current key: every worker holding the key derives the same, a restart keeps sessions
+   * valid, and a key rotation ends them (devices open new ones).
+   */
+  readonly sessionSecret: Buffer;
 
   constructor(key: PrivateKey, previous: PrivateKey[] = []) {
     this.#keys = [key, ...previous.filter((k) => k.keyId !== key.keyId)];
     this.publicKeys = this.#keys.map(publicOf);
     this.publicKey = this.publicKeys[0]!;
+    const d = Buffer.from(key.key.export({ format: 'jwk' }).d ?? '', 'base64url');
+    this.sessionSecret = Buffer.from(
+      hkdfSync('sha256', d, 'ferry-device-session-secret-v1', key.keyId, 32),
+    );
   }
 
   /** A director with a fresh key (tests, `ferry server` without --director-key). */

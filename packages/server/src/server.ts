@@ -38,6 +38,8 @@ export interface ServerOptions {
   /** How often rollouts are evaluated, in ms (default 5000; 0: only by `evaluate()`). */
   evaluateIntervalMs?: number;
   pollSeconds?: number;
+  /** How long a device session lasts, in ms (default a day). */
+  sessionTtlMs?: number;
   /** The built dashboard (packages/web/dist) and the path it is served under (default /ui). */
   dashboard?: { dir: string; path?: string };
   /** First admin, created if the database has no users. */
@@ -164,12 +166,18 @@ export async function createServer(opts: ServerOptions): Promise<FleetServer> {
   let evaluating: Promise<void> | undefined;
   let soon: NodeJS.Timeout | undefined;
   let closed = false;
+  const director = opts.director ?? Director.ephemeral();
   const ctx: ServerContext = {
     db,
-    director: opts.director ?? Director.ephemeral(),
+    director,
     logger: opts.logger ?? nullLogger,
     metrics: new Metrics(),
-    devices: new DeviceAuthenticator(db, opts.database.checkins),
+    devices: new DeviceAuthenticator(
+      db,
+      opts.database.checkins,
+      director.sessionSecret,
+      opts.sessionTtlMs,
+    ),
     checkins: opts.database.checkins,
     rollouts: new RolloutCache(db),
     now,
