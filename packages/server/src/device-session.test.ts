@@ -12,7 +12,12 @@ import { DeviceClient } from './device-client.ts';
 const CHECKIN = '/api/v1/device/checkin';
 const dbFile = () => join(mkdtempSync(join(tmpdir(), 'ferry-session-')), 'fleet.db');
 
-async function send(url: string, path: string, headers: Record<string, string>, body: Buffer) {
+async function send(
+  url: string,
+  path: string,
+  headers: Record<string, string>,
+  body: Buffer<ArrayBuffer>,
+) {
   const r = await fetch(url + path, { method: 'POST', headers, body });
   return {
     status: r.status,

@@ -3,11 +3,12 @@
  * Routes: /healthz, /metrics, /api/v1/director/key, the device API (device-routes.ts), the
  * admin API (admin-routes.ts) and, given a repository directory, the repository at /repo/.
  */
+import { createServer as createHttpServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { relative, resolve } from 'node:path';
 import { Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
-import { serve, type ServerType } from '@hono/node-server';
+import { getRequestListener } from '@hono/node-server';
 import { serveStatic } from '@hono/node-server/serve-static';
 import { FerryError } from '@ferry/core';
 import { createUser } from './admin-auth.ts';
@@ -15,6 +16,7 @@ import { adminRoutes } from './admin-routes.ts';
 import { RolloutCache } from './assign.ts';
 import type { ServerContext } from './context.ts';
 import type { Database } from './database.ts';
+import { handleCheckin } from './checkin-route.ts';
 import { DeviceAuthenticator } from './device-auth.ts';
 import { deviceRoutes } from './device-routes.ts';
 import { Director } from './director.ts';
@@ -226,7 +228,7 @@ export async function createServer(opts: ServerOptions): Promise<FleetServer> {
     })().finally(() => (evaluating = undefined)));
 
   const interval = opts.evaluateIntervalMs ?? 5000;
-  let server: ServerType | undefined;
+  let server: Server | undefined;
   return {
     app,
     context: ctx,
@@ -238,10 +240,18 @@ export async function createServer(opts: ServerOptions): Promise<FleetServer> {
             ctx.logger.log('error', 'rollout.evaluate-failed', { message: String(e) }),
           );
         }, interval);
-      return new Promise((res) => {
-        server = serve({ fetch: app.fetch, port, hostname: host }, (info: AddressInfo) =>
-          res(`http://${host.includes(':') ? `[${host}]` : host}:${info.port}`),
-        );
+      // Check-ins go straight to their handler (checkin-route.ts), the rest through Hono.
+      const hono = getRequestListener(app.fetch);
+      const s = createHttpServer((req, res) => {
+        if (!handleCheckin(ctx, DEVICE_BODY_MAX, req, res)) void hono(req, res);
+      });
+      server = s;
+      return new Promise((res, rej) => {
+        s.once('error', rej);
+        s.listen(port, host, () => {
+          const info = s.address() as AddressInfo;
+          res(`http://${host.includes(':') ? `[${host}]` : host}:${info.port}`);
+        });
       });
     },
     async close() {
