@@ -153,8 +153,21 @@ function milestone(prev: number | null, next: number | undefined): boolean {
   return next !== undefined && Math.floor(next / 25) !== Math.floor((prev ?? -1) / 25);
 }
 
-/** Applies a device report; SERVER_NOT_FOUND if the device has no row in that rollout. */
-export async function applyReport(
+/**
+ * Applies a device report; SERVER_NOT_FOUND if the device has no row in that rollout. One
+ * transaction: the state change, its event and a commit's release land together, in one
+ * commit.
+ */
+export function applyReport(
+  db: Kysely<FleetDb>,
+  deviceId: string,
+  rep: ReportRequest,
+  now: number,
+): Promise<ReportResult> {
+  return db.transaction().execute((tx) => applyReportIn(tx, deviceId, rep, now));
+}
+
+async function applyReportIn(
   db: Kysely<FleetDb>,
   deviceId: string,
   rep: ReportRequest,
@@ -184,7 +197,7 @@ export async function applyReport(
     .where('state', '=', current)
     .where('final', '=', 0)
     .executeTakeFirst();
-  if (Number(upd.numUpdatedRows) !== 1) return applyReport(db, deviceId, rep, now);
+  if (Number(upd.numUpdatedRows) !== 1) return applyReportIn(db, deviceId, rep, now);
   if (rep.state !== current || milestone(row.progress, rep.progress))
     await addEvent(
       db,

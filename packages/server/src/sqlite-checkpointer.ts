@@ -52,6 +52,8 @@ export function startCheckpointer(
   const exited = new Promise<void>((res) => w.once('exit', () => res()));
   return {
     stop() {
+      // Held while it finishes, or a process with nothing else to do would exit before it.
+      w.ref();
       w.postMessage('stop');
       return exited;
     },
