@@ -5,7 +5,7 @@
  */
 import { createHash, type Hash } from 'node:crypto';
 import { parentPort } from 'node:worker_threads';
-import { decompressChunkInto, isFerryError, verityLeafDigests } from '@ferry/core';
+import { decompressChunkInto, isFerryError, verityLeafDigests } from '@ferry/core/codec';
 
 /** Bytes [offset, offset + length) of a buffer the worker reads but does not keep. */
 export interface SharedView {

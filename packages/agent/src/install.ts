@@ -155,6 +155,22 @@ async function installVerified(o: InstallOptions, release: ReleaseSource): Promi
     version: m.version,
     releaseCounter: m.releaseCounter,
   });
+  // The workers start (about a quarter second of CPU each) while the plan and seeds are made.
+  const pool = new ComputePool();
+  try {
+    return await installWith(o, release, pool);
+  } finally {
+    await pool.close();
+  }
+}
+
+async function installWith(
+  o: InstallOptions,
+  release: ReleaseSource,
+  pool: ComputePool,
+): Promise<InstallResult> {
+  const emit = o.onEvent ?? (() => undefined);
+  const m = release.manifest;
   const plan = await makePlan(o, release);
   faultPoint('planned');
   const counters = { seededBytes: 0, presentBytes: 0, fetchedBytes: 0, deltaBytes: 0 };
@@ -170,12 +186,10 @@ async function installVerified(o: InstallOptions, release: ReleaseSource): Promi
     seedChunks: seeds.size,
   });
   const reader = new SeedReader();
-  const pool = new ComputePool();
   try {
     for (const t of plan.targets) await writeTarget(o, release, t, seeds, reader, counters, pool);
   } finally {
     await reader.close();
-    await pool.close();
   }
   faultPoint('verified');
   await recordInstalled(o, release, plan);
