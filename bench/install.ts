@@ -4,10 +4,11 @@
  *   node bench/install.ts [--quick] [--size-mib N] [--runs N]
  *
  * 1. Full install of a >= 1 GiB image against `dd` of the same image into the same partition
- *    (bs=4M, conv=notrunc,fsync), median of several runs, with Ferry's phases (from its
- *    install.progress events): open + plan, write (read bundle, decompress, verify, write, with
- *    the read-back of written regions running behind it), tail (fsync, then the rest of the
- *    read-back: SHA-256 and dm-verity), tree + commit.
+ *    (bs=4M, conv=notrunc,fsync), median of several runs, with wall and CPU seconds and Ferry's
+ *    phases (from its install.progress events): open + plan, write (read bundle, decompress,
+ *    verify, write, with the read-back of written regions running behind it), tail (fsync, then
+ *    the rest of the read-back: SHA-256 and dm-verity), tree + commit. Twice: into the disk
+ *    image file (page cache), then into a direct-I/O loop block device over slot B (root only).
  * 2. Bytes read from the bundle for v1 -> v2 and v1 -> v3 of real Debian trees (`npm run
  *    bench:data`) when v1 sits in the other slot, per image format and compression.
  * 3. Peak RSS of `ferry install` (the CLI, a child process) installing the big image.
