@@ -4,10 +4,11 @@
  *   node bench/install.ts [--quick] [--size-mib N] [--runs N]
  *
  * 1. Full install of a >= 1 GiB image against `dd` of the same image into the same partition
- *    (bs=4M, conv=notrunc,fsync), median of several runs, with Ferry's phases (from its
- *    install.progress events): open + plan, write (read bundle, decompress, verify, write, with
- *    the read-back of written regions running behind it), tail (fsync, then the rest of the
- *    read-back: SHA-256 and dm-verity), tree + commit.
+ *    (bs=4M, conv=notrunc,fsync), median of several runs, with wall and CPU seconds and Ferry's
+ *    phases (from its install.progress events): open + plan, write (read bundle, decompress,
+ *    verify, write, with the read-back of written regions running behind it), tail (fsync, then
+ *    the rest of the read-back: SHA-256 and dm-verity), tree + commit. Twice: into the disk
+ *    image file (page cache), then into a direct-I/O loop block device over slot B (root only).
  * 2. Bytes read from the bundle for v1 -> v2 and v1 -> v3 of real Debian trees (`npm run
  *    bench:data`) when v1 sits in the other slot, per image format and compression.
  * 3. Peak RSS of `ferry install` (the CLI, a child process) installing the big image.
@@ -19,6 +20,7 @@
  */
 import { spawn } from 'node:child_process';
 import { mkdir, mkdtemp, open, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Agent, type AgentEvent, type InstallResult } from '@ferry/agent';
@@ -57,6 +59,10 @@ export interface FerryPhases {
   /** From the last write to the end of the read-back: fsync and what was left to read. */
   tail: number;
   commit: number;
+  /** CPU seconds (user + system) of the whole process, worker threads included. */
+  cpu: number;
+  /** Of those, system (kernel) seconds: copies to and from the page cache, mostly. */
+  sys: number;
 }
 
 /** One update with v1 in the other slot. */
@@ -69,22 +75,35 @@ export interface SeedRow {
   result: InstallResult;
 }
 
-/** Everything runInstallBench measured. */
-export interface InstallBenchResult {
-  image: string;
-  imageBytes: number;
-  bundleBytes: number;
-  bundleSeconds: number;
-  pageCacheWarmed: true;
+/** dd, `zstd -d | dd` and Ferry into one target, runs alternating. */
+export interface TargetRow {
+  /** What the slot is: the disk image file (page cache) or a loop block device on it. */
+  target: string;
   ddSeconds: number[];
+  /** CPU seconds (user + system) of each dd run. */
+  ddCpu: number[];
   ferry: FerryPhases[];
   ddMedian: number;
+  ddCpuMedian: number;
   /** `zstd -d | dd`: decompress and write, no verification (the fairer peer). */
   zstdDdSeconds: number[];
   zstdDdMedian: number;
   ferryMedian: FerryPhases;
   /** dd seconds / Ferry seconds, medians (goal >= 0.8). */
   ddOverFerry: number;
+  /** 1-, 5- and 15-minute load averages before the first run. */
+  load: number[];
+}
+
+/** Everything runInstallBench measured. */
+export interface InstallBenchResult extends TargetRow {
+  image: string;
+  imageBytes: number;
+  bundleBytes: number;
+  bundleSeconds: number;
+  pageCacheWarmed: true;
+  /** The same runs into a direct-I/O loop device over the slot (root and losetup only). */
+  loop?: TargetRow;
   cli?: { seconds: number; maxRssMiB: number; tool: string };
   seeds: SeedRow[];
 }
@@ -109,6 +128,7 @@ async function bundleFor(dev: DeviceFixture, image: string, out: string, counter
 /** Agent.install in-process, timing its phases from the progress events. */
 async function ferryInstall(root: string, bundle: string): Promise<[InstallResult, FerryPhases]> {
   const t0 = performance.now();
+  const cpu0 = process.cpuUsage();
   const at: Partial<Record<'planned' | 'written' | 'verified', number>> = {};
   const onEvent = (e: AgentEvent) => {
     const now = performance.now();
@@ -122,6 +142,7 @@ async function ferryInstall(root: string, bundle: string): Promise<[InstallResul
     const agent = await Agent.open({ root });
     const result = await agent.install(source, onEvent);
     const end = performance.now();
+    const cpu = process.cpuUsage(cpu0);
     const s = (a = t0, b = end) => (b - a) / 1000;
     const phases = {
       total: s(),
@@ -129,6 +150,8 @@ async function ferryInstall(root: string, bundle: string): Promise<[InstallResul
       write: s(at.planned, at.written),
       tail: s(at.written, at.verified),
       commit: s(at.verified, end),
+      cpu: (cpu.user + cpu.system) / 1e6,
+      sys: cpu.system / 1e6,
     };
     return [result, phases];
   } finally {
@@ -136,12 +159,31 @@ async function ferryInstall(root: string, bundle: string): Promise<[InstallResul
   }
 }
 
-function ddInto(image: string, disk: string, offset: number) {
-  return run('dd', [
+/** Runs a command under GNU time: wall seconds and CPU seconds (user + system, children included). */
+async function timeCommand(cmd: string, args: string[]): Promise<{ seconds: number; cpu: number }> {
+  if (!haveTool('/usr/bin/time')) {
+    const { seconds } = await timeIt(() => run(cmd, args));
+    return { seconds, cpu: NaN };
+  }
+  const { result, seconds } = await timeIt(() =>
+    run('/usr/bin/time', ['-f', 'cpu %U %S', cmd, ...args]),
+  );
+  const m = /cpu ([\d.]+) ([\d.]+)\s*$/.exec(result.stderr);
+  return { seconds, cpu: m ? Number(m[1]) + Number(m[2]) : NaN };
+}
+
+/** Where dd writes: a file or block device, at a byte offset. */
+interface DdTarget {
+  path: string;
+  offset: number;
+}
+
+function ddInto(image: string, t: DdTarget) {
+  return timeCommand('dd', [
     `if=${image}`,
-    `of=${disk}`,
+    `of=${t.path}`,
     'bs=4M',
-    `seek=${offset}`,
+    `seek=${t.offset}`,
     'oflag=seek_bytes',
     'conv=notrunc,fsync',
     'status=none',
@@ -149,14 +191,14 @@ function ddInto(image: string, disk: string, offset: number) {
 }
 
 /** The peer that does the work Ferry does minus verification: decompress a zstd image and write it. */
-function zstdDdInto(zst: string, disk: string, offset: number) {
-  return run('sh', [
+function zstdDdInto(zst: string, t: DdTarget) {
+  return timeCommand('sh', [
     '-c',
     'zstd -dcq "$1" | dd of="$2" bs=4M seek="$3" oflag=seek_bytes iflag=fullblock conv=notrunc,fsync status=none',
     'sh',
     zst,
-    disk,
-    String(offset),
+    t.path,
+    String(t.offset),
   ]);
 }
 
@@ -198,6 +240,91 @@ async function usrImage(out: string, size: number): Promise<string> {
   return out;
 }
 
+/** Alternating runs of dd, `zstd -d | dd` and Ferry into one target. */
+async function targetRuns(
+  name: string,
+  inputs: { image: string; zst: string; bundle: string; root: string },
+  t: DdTarget,
+  runs: number,
+  log: (l: string) => void,
+): Promise<TargetRow> {
+  const { image, zst, bundle, root } = inputs;
+  const load = loadavg().map((x) => round(x, 2));
+  const ddSeconds: number[] = [];
+  const ddCpu: number[] = [];
+  const zstdDdSeconds: number[] = [];
+  const ferry: FerryPhases[] = [];
+  for (let i = 0; i < runs; i++) {
+    await warmFile(image);
+    await run('sync', []);
+    const dd = await ddInto(image, t);
+    ddSeconds.push(dd.seconds);
+    ddCpu.push(dd.cpu);
+    await warmFile(zst);
+    await run('sync', []);
+    zstdDdSeconds.push((await zstdDdInto(zst, t)).seconds);
+    await warmFile(bundle);
+    await run('sync', []);
+    const [, phases] = await ferryInstall(root, bundle);
+    ferry.push(phases);
+    log(
+      `${name} run ${i + 1}: dd ${round(dd.seconds, 2)} s (cpu ${round(dd.cpu, 2)}), ferry ${round(phases.total, 2)} s (cpu ${round(phases.cpu, 2)}, sys ${round(phases.sys, 2)})`,
+    );
+  }
+  const ferryMedian = ferry.find((f) => f.total === median(ferry.map((x) => x.total)))!;
+  const ddMedian = median(ddSeconds);
+  return {
+    target: name,
+    ddSeconds,
+    ddCpu,
+    ferry,
+    ddMedian,
+    ddCpuMedian: median(ddCpu),
+    zstdDdSeconds,
+    zstdDdMedian: median(zstdDdSeconds),
+    ferryMedian,
+    ddOverFerry: ddMedian / ferryMedian.total,
+    load,
+  };
+}
+
+/**
+ * Points the device's slot B at a loop block device over its partition, opened with direct I/O
+ * as a real device's partition would be (no second page cache under it). Returns the device and
+ * a function that restores the config and detaches it.
+ */
+async function loopSlot(dev: DeviceFixture, p: { offset: number; size: number }) {
+  const loop = (
+    await run('losetup', [
+      '--find',
+      '--show',
+      '--direct-io=on',
+      '--offset',
+      String(p.offset),
+      '--sizelimit',
+      String(p.size),
+      dev.disk,
+    ])
+  ).stdout.trim();
+  const node = join(dev.root, 'dev', 'slot-b');
+  const rdev = (await stat(loop)).rdev;
+  const minor = (rdev & 0xff) | ((rdev >> 12) & 0xfff00);
+  await run('mknod', [node, 'b', String(Math.floor(rdev / 256) & 0xfff), String(minor)]);
+  const config = await readFile(dev.configPath, 'utf8');
+  const slotB = `[slot.rootfs.1]\ndevice = "/dev/disk.img"\noffset = ${p.offset}\n`;
+  if (!config.includes(slotB)) throw new Error('unexpected system.toml layout for slot B');
+  await writeFile(
+    dev.configPath,
+    config.replace(slotB, '[slot.rootfs.1]\ndevice = "/dev/slot-b"\noffset = 0\n'),
+  );
+  const undo = async () => {
+    await writeFile(dev.configPath, config);
+    await rm(node, { force: true });
+    await run('losetup', ['-d', loop]);
+  };
+  return { loop, undo };
+}
+
 /** Part 1 and 3: dd against Ferry on the big image, then the CLI under /usr/bin/time. */
 async function fullInstall(work: string, o: InstallBenchOptions, log: (l: string) => void) {
   const image = o.image ?? (await sourceImage(work, o.sizeMiB ?? (o.quick ? 256 : undefined)));
@@ -211,45 +338,40 @@ async function fullInstall(work: string, o: InstallBenchOptions, log: (l: string
   const bundle = join(work, 'big.fbd');
   const b = await timeIt(() => bundleFor(dev, image, bundle, 1));
   const target = dev.partitions.rootB!;
+  const file = { path: dev.disk, offset: target.offset };
   await warmFile(image);
-  await ddInto(image, dev.disk, target.offset); // allocates the region once, for both sides
+  await ddInto(image, file); // allocates the region once, for both sides
   const zst = join(work, 'image.zst');
   await run('zstd', ['-3', '-T0', '-qf', image, '-o', zst]); // untimed: the peer's "bundle"
-  const ddSeconds: number[] = [];
-  const zstdDdSeconds: number[] = [];
-  const ferry: FerryPhases[] = [];
-  for (let i = 0; i < (o.runs ?? (o.quick ? 1 : 3)); i++) {
-    await warmFile(image);
-    await run('sync', []);
-    ddSeconds.push((await timeIt(() => ddInto(image, dev.disk, target.offset))).seconds);
-    await warmFile(zst);
-    await run('sync', []);
-    zstdDdSeconds.push((await timeIt(() => zstdDdInto(zst, dev.disk, target.offset))).seconds);
-    await warmFile(bundle);
-    await run('sync', []);
-    const [, phases] = await ferryInstall(dev.root, bundle);
-    ferry.push(phases);
-    log(`run ${i + 1}: dd ${round(ddSeconds[i]!, 2)} s, ferry ${round(phases.total, 2)} s`);
-  }
+  const runs = o.runs ?? (o.quick ? 1 : 3);
+  const inputs = { image, zst, bundle, root: dev.root };
+  const page = await targetRuns('file (page cache)', inputs, file, runs, log);
+  let loop: TargetRow | undefined;
+  if (process.getuid?.() === 0 && haveTool('losetup') && haveTool('mknod')) {
+    const l = await loopSlot(dev, target);
+    try {
+      loop = await targetRuns(
+        `loop device (direct I/O)`,
+        inputs,
+        { path: l.loop, offset: 0 },
+        runs,
+        log,
+      );
+    } finally {
+      await l.undo();
+    }
+  } else log('loop device row skipped: needs root, losetup and mknod');
   await warmFile(bundle);
   await run('sync', []);
   const cli = await cliInstall(dev.root, bundle, o.cpuProfDir);
-  const ferryMedian = ferry.find((f) => f.total === median(ferry.map((x) => x.total)))!;
-  const ddMedian = median(ddSeconds);
-  const zstdDdMedian = median(zstdDdSeconds);
   return {
     image,
     imageBytes,
     bundleBytes: b.result,
     bundleSeconds: b.seconds,
     pageCacheWarmed: true as const,
-    ddSeconds,
-    ferry,
-    ddMedian,
-    zstdDdSeconds,
-    zstdDdMedian,
-    ferryMedian,
-    ddOverFerry: ddMedian / ferryMedian.total,
+    ...page,
+    ...(loop ? { loop } : {}),
     cli,
   };
 }
@@ -404,34 +526,47 @@ export async function runInstallBench(o: InstallBenchOptions = {}): Promise<Inst
 const mb = (n: number) => round(n / 1e6, 1);
 const pct = (a: number, b: number) => `${round((100 * a) / b, 1)} %`;
 
-/** The result as tables with ratios. */
-export function formatInstallBench(r: InstallBenchResult): string {
+/** One target's table: dd, its peer, Ferry and Ferry's phases, with CPU seconds. */
+function formatTarget(r: TargetRow, imageBytes: number): string {
   const f = r.ferryMedian;
   // MB/s and the dd ratio only where a step covers the whole image.
-  const row = (name: string, s: number, whole = true) => [
+  const row = (name: string, s: number, cpu: number | '', whole = true) => [
     name,
     round(s, 2),
-    whole ? round(mbPerSec(r.imageBytes, s), 1) : '',
+    cpu === '' ? '' : round(cpu, 2),
+    whole ? round(mbPerSec(imageBytes, s), 1) : '',
     whole ? round(r.ddMedian / s, 2) : '',
   ];
-  const out = [
-    `Full install vs dd (image ${r.image}, ${mb(r.imageBytes)} MB; bundle ${mb(r.bundleBytes)} MB, made in ${round(r.bundleSeconds, 1)} s; median of ${r.ddSeconds.length}; inputs read once before each run (page cache), sync before each run)`,
+  return [
+    `Target: ${r.target}; load average before the runs ${r.load.join(', ')}`,
     formatTable(
-      ['step', 'seconds', 'MB/s (image)', 'dd s / this s'],
+      ['step', 'seconds', 'CPU s', 'MB/s (image)', 'dd s / this s'],
       [
-        row('dd bs=4M conv=notrunc,fsync', r.ddMedian),
-        row('zstd -d | dd (decompress + write, no verification)', r.zstdDdMedian),
-        row('ferry install (in-process), total', f.total),
-        row('  open bundle + plan', f.plan, false),
-        row('  write (read, decompress, verify, write; read-back behind it)', f.write),
-        row('  tail (fsync, rest of the read-back: SHA-256 + dm-verity)', f.tail, false),
-        row('  verity tree + record + commit', f.commit, false),
-        ...(r.cli ? [row('ferry install (CLI process, incl. start-up)', r.cli.seconds)] : []),
+        row('dd bs=4M conv=notrunc,fsync', r.ddMedian, r.ddCpuMedian),
+        row('zstd -d | dd (decompress + write, no verification)', r.zstdDdMedian, ''),
+        row('ferry install (in-process), total', f.total, f.cpu),
+        row('  open bundle + plan', f.plan, '', false),
+        row('  write (read, decompress, verify, write; read-back behind it)', f.write, ''),
+        row('  tail (fsync, rest of the read-back: SHA-256 + dm-verity)', f.tail, '', false),
+        row('  verity tree + record + commit', f.commit, '', false),
       ],
     ),
-    `all runs: dd ${r.ddSeconds.map((s) => round(s, 2)).join(', ')} s; ferry ${r.ferry.map((p) => round(p.total, 2)).join(', ')} s`,
-    `dd / ferry = ${round(r.ddOverFerry, 2)} (goal >= 0.8); (zstd -d | dd) / ferry = ${round(r.zstdDdMedian / r.ferryMedian.total, 2)}`,
+    `all runs: dd ${r.ddSeconds.map((s) => round(s, 2)).join(', ')} s (CPU ${r.ddCpu.map((s) => round(s, 2)).join(', ')}); ferry ${r.ferry.map((p) => round(p.total, 2)).join(', ')} s (CPU ${r.ferry.map((p) => round(p.cpu, 2)).join(', ')})`,
+    `dd / ferry = ${round(r.ddOverFerry, 2)} (goal >= 0.8); (zstd -d | dd) / ferry = ${round(r.zstdDdMedian / f.total, 2)}`,
+  ].join('\n');
+}
+
+/** The result as tables with ratios. */
+export function formatInstallBench(r: InstallBenchResult): string {
+  const out = [
+    `Full install vs dd (image ${r.image}, ${mb(r.imageBytes)} MB; bundle ${mb(r.bundleBytes)} MB, made in ${round(r.bundleSeconds, 1)} s; median of ${r.ddSeconds.length}; inputs read once before each run (page cache), sync before each run)`,
+    formatTarget(r, r.imageBytes),
+    ...(r.loop ? ['', formatTarget(r.loop, r.imageBytes)] : []),
   ];
+  if (r.cli)
+    out.push(
+      `ferry install (CLI process, incl. start-up): ${round(r.cli.seconds, 2)} s, ${round(r.ddMedian / r.cli.seconds, 2)} of dd into the file`,
+    );
   if (r.cli)
     out.push(`peak RSS of ferry install (CLI, ${r.cli.tool}): ${round(r.cli.maxRssMiB, 1)} MiB`);
   if (r.seeds.length)

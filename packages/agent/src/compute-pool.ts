@@ -1,7 +1,8 @@
 /**
- * Worker threads for the CPU-heavy part of an install: decompressing and verifying chunks, and
- * hashing dm-verity leaves. The main thread keeps the I/O and the order; the workers use the
- * other cores. One worker per core (at least one), each job to the least busy worker.
+ * Worker threads for the CPU-heavy part of an install: decompressing and verifying chunks,
+ * hashing dm-verity leaves and the running SHA-256 of a whole image. The main thread keeps the
+ * I/O and the order; the workers use the cores. One worker per core (at least one), each job to
+ * the least busy worker, except a running digest, which stays on one worker to keep its order.
  */
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
@@ -11,6 +12,7 @@ import {
   type ComputeJob,
   type ComputeReply,
   type DecodeItem,
+  type SharedView,
 } from './compute-worker.ts';
 
 /** A job without its sequence number (Omit over each member of the union). */
@@ -33,6 +35,7 @@ export class ComputePool {
   readonly #busy: number[] = [];
   readonly #pending = new Map<number, Pending>();
   #seq = 0;
+  #streams = 0;
 
   constructor(size = availableParallelism()) {
     for (let i = 0; i < Math.max(1, size); i++) {
@@ -63,11 +66,12 @@ export class ComputePool {
     this.#pending.clear();
   }
 
-  #run(job: JobBody, transfer: ArrayBuffer[]): Promise<Buffer> {
+  #run(job: JobBody, transfer: ArrayBuffer[], pinned?: number): Promise<Buffer> {
     const seq = this.#seq++;
-    let worker = 0;
-    for (let i = 1; i < this.#busy.length; i++)
-      if (this.#busy[i]! < this.#busy[worker]!) worker = i;
+    let worker = pinned ?? 0;
+    if (pinned === undefined)
+      for (let i = 1; i < this.#busy.length; i++)
+        if (this.#busy[i]! < this.#busy[worker]!) worker = i;
     this.#busy[worker]!++;
     return new Promise((resolve, reject) => {
       this.#pending.set(seq, { resolve, reject, worker });
@@ -76,21 +80,64 @@ export class ComputePool {
   }
 
   /**
-   * Decompresses and verifies a batch of chunks whose zstd frames lie in `frames` (handed over),
-   * returning their bytes back to back.
+   * Decompresses and verifies a batch of chunks whose zstd frames lie in `frames`, returning their
+   * bytes back to back: in `out` when given (a view of a SharedArrayBuffer with room for them all),
+   * else in a new buffer. Shared buffers are used in place and must stay untouched until the
+   * promise settles; others are handed over (do not use them afterwards).
    */
-  decode(frames: Buffer, items: DecodeItem[]): Promise<Buffer> {
-    const buf = ownBuffer(frames);
-    return this.#run({ op: 'decode', frames: buf, items }, [buf]);
+  async decode(frames: Buffer, items: DecodeItem[], out?: Buffer): Promise<Buffer> {
+    const f = shareOrHand(frames);
+    if (out && out.buffer instanceof SharedArrayBuffer) {
+      const o = shareOrHand(out);
+      await this.#run({ op: 'decode', frames: f.view, items, out: o.view }, f.transfer);
+      return out;
+    }
+    return this.#run({ op: 'decode', frames: f.view, items }, f.transfer);
   }
 
-  /** dm-verity level-0 digests of `data` (handed over: do not use it afterwards). */
+  /**
+   * dm-verity level-0 digests of `data`. A view of a SharedArrayBuffer is read in place and must
+   * stay unchanged until the promise settles; any other buffer is handed over (do not use it
+   * afterwards).
+   */
   leaves(salt: Buffer, data: Buffer): Promise<Buffer> {
-    const buf = ownBuffer(data);
-    return this.#run({ op: 'leaves', salt: ownBuffer(Buffer.from(salt)), data: buf }, [buf]);
+    const { view, transfer } = shareOrHand(data);
+    return this.#run({ op: 'leaves', salt: ownBuffer(Buffer.from(salt)), data: view }, transfer);
+  }
+
+  /**
+   * A running SHA-256 on one worker: `update` feeds the next bytes (same rules for `data` as
+   * `leaves`; updates apply in call order), `end` resolves to the digest.
+   *
+   * @example
+   * const d = pool.digest();
+   * await Promise.all([d.update(a), d.update(b)]);
+   * const sha256 = (await d.end()).toString('hex');
+   */
+  digest(): { update(data: Buffer): Promise<unknown>; end(): Promise<Buffer> } {
+    const stream = this.#streams++;
+    const worker = stream % this.#workers.length;
+    return {
+      update: (data) => {
+        const { view, transfer } = shareOrHand(data);
+        return this.#run({ op: 'digest-update', stream, data: view }, transfer, worker);
+      },
+      end: () => this.#run({ op: 'digest-end', stream }, [], worker),
+    };
   }
 
   async close(): Promise<void> {
     await Promise.all(this.#workers.map((w) => w.terminate()));
   }
+}
+
+/** A view of `data` for a job: shared in place when it lives in a SharedArrayBuffer, else handed over. */
+function shareOrHand(data: Buffer): { view: SharedView; transfer: ArrayBuffer[] } {
+  if (data.buffer instanceof SharedArrayBuffer)
+    return {
+      view: { buffer: data.buffer, offset: data.byteOffset, length: data.byteLength },
+      transfer: [],
+    };
+  const buf = ownBuffer(data);
+  return { view: { buffer: buf, offset: 0, length: buf.byteLength }, transfer: [buf] };
 }

@@ -42,14 +42,23 @@ describe('BundleRelease.units', () => {
         [3000],
       );
     });
-    it('starts a new run at 1 MiB of frames', () => {
-      const lengths = Array.from({ length: 5 }, () => 350 * 1024);
+    it('starts a new run at 2 MiB of frames', () => {
+      const lengths = Array.from({ length: 5 }, () => 700 * 1024);
       const chunks = lengths.map((_, i) => ({ id: id(i), size: 1 }));
       assert.deepEqual(
         bundle(lengths)
           .units(chunks)
           .map((u) => u.size),
         [2, 2, 1],
+      );
+    });
+    it('starts a new run at 2 MiB of chunk bytes, however small the frames', () => {
+      const chunks = Array.from({ length: 5 }, (_, i) => ({ id: id(i), size: 700 * 1024 }));
+      assert.deepEqual(
+        bundle([10, 10, 10, 10, 10])
+          .units(chunks)
+          .map((u) => u.size),
+        [1400 * 1024, 1400 * 1024, 700 * 1024],
       );
     });
     it('breaks runs at frames that are not adjacent', () => {

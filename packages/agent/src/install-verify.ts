@@ -1,22 +1,22 @@
 /**
  * The read-back check of an install, run behind the writes: as soon as every unit of a region of
- * the slot has been written, the region is read back from the slot and fed to the image's SHA-256
- * (main thread) and to the dm-verity leaf hashing (pool workers). Verification then overlaps the
- * download and write instead of following them, and the whole slot is still read back once.
+ * the slot has been written, the region is read back from the slot into a shared buffer, and two
+ * pool workers hash it in place at once: one feeds the image's running SHA-256, the other the
+ * dm-verity leaves. Verification then overlaps the download and write instead of following them,
+ * the whole slot is still read back once, and the main thread only reads.
  *
  * Invariant: a region is read only after every byte of it was written (the frontier is the end of
  * the longest prefix of finished units), and `finish` compares both digests with the signed ones
  * only after the last byte was read, so the check covers exactly what the slot holds.
  */
-import { createHash } from 'node:crypto';
 import { FerryError, VerityHasher, type ManifestImage } from '@ferry/core';
 import type { ComputePool } from './compute-pool.ts';
 import type { SlotDevice } from './slot-device.ts';
 
 /** Bytes per read-back piece; a multiple of the 4 KiB verity block. */
 const PIECE = 4 << 20;
-/** Leaf jobs in flight before the oldest is awaited. */
-const MAX_LEAF_JOBS = 4;
+/** Pieces in flight (read, being hashed) before the oldest is awaited: the shared buffers. */
+const IN_FLIGHT = 4;
 
 /** Progress of the read-back: bytes of the image checked so far. */
 export type VerifyProgress = (done: number, total: number) => void;
@@ -32,13 +32,23 @@ export interface ReadBackOptions {
   progress: VerifyProgress;
 }
 
+/** A piece of the slot being hashed: its shared buffer, its leaves, and both hash jobs. */
+interface Piece {
+  buf: Buffer;
+  leaves: Promise<Buffer>;
+  /** Both jobs (SHA-256 and leaves) settled: only then may the buffer be reused. */
+  settled: Promise<Array<PromiseSettledResult<unknown>>>;
+}
+
 /** Reads a slot back behind its writer and checks SHA-256 and the dm-verity root. */
 export class ReadBackVerifier {
   readonly #ends = new Map<number, number>();
-  readonly #hash = createHash('sha256');
+  readonly #hash: ReturnType<ComputePool['digest']>;
   readonly #verity: VerityHasher;
   readonly #salt: Buffer;
-  readonly #leaves: Array<Promise<Buffer>> = [];
+  /** Pieces in image order; the oldest is retired first, so leaves join the tree in order. */
+  readonly #pieces: Piece[] = [];
+  readonly #free: Buffer[] = [];
   #frontier = 0;
   #pos = 0;
   #pump: Promise<void> | undefined;
@@ -50,6 +60,8 @@ export class ReadBackVerifier {
     this.#o = o;
     this.#salt = Buffer.from(o.img.verity.salt, 'hex');
     this.#verity = new VerityHasher(this.#salt);
+    this.#hash = o.pool.digest();
+    for (let i = 0; i < IN_FLIGHT; i++) this.#free.push(Buffer.from(new SharedArrayBuffer(PIECE)));
   }
 
   /** Marks [offset, end) as written (or already in place) and reads back what became ready. */
@@ -84,22 +96,31 @@ export class ReadBackVerifier {
   async #drain(): Promise<void> {
     for (let len = this.#ready(); len > 0; len = this.#ready()) {
       const n = Math.min(len, PIECE);
-      const data = await this.#o.dev.read(this.#pos, n);
-      this.#hash.update(data);
-      const l = this.#o.pool.leaves(this.#salt, data); // hands `data` over
-      l.catch(() => undefined);
-      this.#leaves.push(l);
-      while (this.#leaves.length > MAX_LEAF_JOBS)
-        this.#verity.addLeafDigests(await this.#leaves.shift()!);
+      while (this.#free.length === 0) await this.#retire();
+      const buf = this.#free.pop()!.subarray(0, n);
+      await this.#o.dev.readInto(this.#pos, buf);
+      const leaves = this.#o.pool.leaves(this.#salt, buf);
+      const settled = Promise.allSettled([this.#hash.update(buf), leaves]);
+      this.#pieces.push({ buf, leaves, settled });
       this.#pos += n;
       this.#o.progress(this.#pos, this.#o.size);
     }
   }
 
+  /** Waits for the oldest piece, adds its leaves to the tree and frees its buffer. */
+  async #retire(): Promise<void> {
+    const p = this.#pieces.shift()!;
+    const results = await p.settled;
+    // Only now that both jobs settled is the buffer free: the workers read it in place.
+    this.#free.push(Buffer.from(p.buf.buffer));
+    for (const r of results) if (r.status === 'rejected') throw r.reason;
+    this.#verity.addLeafDigests(await p.leaves);
+  }
+
   /** Waits for any read in flight, without checking anything (for error paths). */
   async settle(): Promise<void> {
     while (this.#pump) await this.#pump;
-    await Promise.allSettled(this.#leaves);
+    await Promise.all(this.#pieces.map((p) => p.settled));
   }
 
   /**
@@ -112,8 +133,8 @@ export class ReadBackVerifier {
     this.#kick();
     await this.settle();
     if (this.#error !== undefined) throw this.#error;
-    for (const l of this.#leaves.splice(0)) this.#verity.addLeafDigests(await l);
-    const digest = this.#hash.digest('hex');
+    while (this.#pieces.length) await this.#retire();
+    const digest = (await this.#hash.end()).toString('hex');
     if (digest !== this.#o.img.sha256)
       throw new FerryError(
         'INSTALL_VERIFY_FAILED',

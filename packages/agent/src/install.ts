@@ -26,10 +26,12 @@ import { faultPoint } from './fault.ts';
 import { planInstall, type InstallPlan, type InstallTarget } from './install-plan.ts';
 import {
   BundleRelease,
+  RUN_BYTES,
   type ChunkRef,
   type FetchUnit,
   type ReleaseSource,
 } from './release-source.ts';
+import { SlabPool } from './slab-pool.ts';
 import { collectSeeds, SeedReader, type SeedLocation } from './seeds.ts';
 import { applyDeltaPack, deltaBases, type PackTarget } from './delta-install.ts';
 import { deviceSize, SlotDevice } from './slot-device.ts';
@@ -153,6 +155,22 @@ async function installVerified(o: InstallOptions, release: ReleaseSource): Promi
     version: m.version,
     releaseCounter: m.releaseCounter,
   });
+  // The workers start (about a quarter second of CPU each) while the plan and seeds are made.
+  const pool = new ComputePool();
+  try {
+    return await installWith(o, release, pool);
+  } finally {
+    await pool.close();
+  }
+}
+
+async function installWith(
+  o: InstallOptions,
+  release: ReleaseSource,
+  pool: ComputePool,
+): Promise<InstallResult> {
+  const emit = o.onEvent ?? (() => undefined);
+  const m = release.manifest;
   const plan = await makePlan(o, release);
   faultPoint('planned');
   const counters = { seededBytes: 0, presentBytes: 0, fetchedBytes: 0, deltaBytes: 0 };
@@ -168,12 +186,10 @@ async function installVerified(o: InstallOptions, release: ReleaseSource): Promi
     seedChunks: seeds.size,
   });
   const reader = new SeedReader();
-  const pool = new ComputePool();
   try {
     for (const t of plan.targets) await writeTarget(o, release, t, seeds, reader, counters, pool);
   } finally {
     await reader.close();
-    await pool.close();
   }
   faultPoint('verified');
   await recordInstalled(o, release, plan);
@@ -454,7 +470,10 @@ async function writeTarget(
     const units = planUnits(index.chunks, release, seeds, present, release.remote);
     /** Completion of the unit written at each offset, for copies of repeated chunks. */
     const writes = new Map<number, Promise<void>>();
-    const load = async (u: Unit): Promise<Buffer | undefined> => {
+    // Two slabs per unit in flight (frames, chunks): `take` then never comes back empty-handed.
+    const slabs = new SlabPool(2 * release.concurrency, RUN_BYTES);
+    /** Reads and decodes a unit; slabs it takes go into `held`, freed after its write. */
+    const load = async (u: Unit, held: Buffer[]): Promise<Buffer | undefined> => {
       if (u.kind === 'present') {
         c.presentBytes += u.size;
         return undefined;
@@ -476,16 +495,25 @@ async function writeTarget(
         c.fetchedBytes += u.size;
         return pool.decode(frame, [{ id: u.id, offset: 0, length: frame.length, size: u.size }]);
       }
-      const { frames, items } = await u.unit.fetch();
+      const into = slabs.take(0);
+      held.push(...(into ? [into] : []));
+      const { frames, items } = await u.unit.fetch(into);
       c.fetchedBytes += u.size;
-      return pool.decode(frames, items);
+      const out = slabs.take(u.size);
+      held.push(...(out ? [out] : []));
+      return pool.decode(frames, items, out?.subarray(0, u.size));
     };
     let done = 0;
     let reported = 0;
     let first = true;
     const run = async (u: Unit) => {
-      const data = await load(u);
-      if (data) await dev.write(u.offset, data);
+      const held: Buffer[] = [];
+      try {
+        const data = await load(u, held);
+        if (data) await dev.write(u.offset, data);
+      } finally {
+        for (const slab of held) slabs.give(slab);
+      }
       if (first) {
         first = false;
         faultPoint('first-chunk');

@@ -27,8 +27,11 @@ export interface ChunkRef {
 export interface FetchUnit {
   /** Uncompressed bytes the unit yields. */
   size: number;
-  /** The frames, and where each chunk's frame lies in them. */
-  fetch(): Promise<{ frames: Buffer; items: DecodeItem[] }>;
+  /**
+   * The frames, and where each chunk's frame lies in them. A source may read them into `into`
+   * (a reused buffer) when they fit, and then returns a view of it.
+   */
+  fetch(into?: Buffer): Promise<{ frames: Buffer; items: DecodeItem[] }>;
 }
 
 /** A release ready to install: verified manifest, its chunk indexes, and its chunks. */
@@ -64,8 +67,11 @@ export function manifestDigest(m: Manifest): string {
   return createHash('sha256').update(canonicalBytes(m)).digest('hex');
 }
 
-/** Runs of adjacent bundle frames are read with one request, up to this many frame bytes. */
-const RUN_BYTES = 1 << 20;
+/**
+ * Runs of adjacent bundle frames are read with one request, up to this many frame bytes and this
+ * many bytes of chunks (so that both sides of a run fit the install's reused buffers).
+ */
+export const RUN_BYTES = 2 << 20;
 
 /** A release read from an opened (signature-verified) bundle. */
 export class BundleRelease implements ReleaseSource {
@@ -98,7 +104,12 @@ export class BundleRelease implements ReleaseSource {
     let run: (typeof runs)[number] | undefined;
     for (const c of chunks) {
       const e = b.payload.get(c.id)!;
-      if (run && e.offset === run.offset + run.length && run.length + e.length <= RUN_BYTES) {
+      if (
+        run &&
+        e.offset === run.offset + run.length &&
+        run.length + e.length <= RUN_BYTES &&
+        run.size + c.size <= RUN_BYTES
+      ) {
         run.items.push({ id: c.id, offset: run.length, length: e.length, size: c.size });
         run.length += e.length;
         run.size += c.size;
@@ -110,8 +121,12 @@ export class BundleRelease implements ReleaseSource {
     }
     return runs.map((r) => ({
       size: r.size,
-      fetch: async () => ({
-        frames: await b.source.read(b.header.payloadOffset + r.offset, r.length),
+      fetch: async (into?: Buffer) => ({
+        frames: await b.source.read(
+          b.header.payloadOffset + r.offset,
+          r.length,
+          into && into.length >= r.length ? into : undefined,
+        ),
         items: r.items,
       }),
     }));

@@ -68,8 +68,15 @@ export class SlotDevice {
   }
 
   async read(pos: number, len: number): Promise<Buffer> {
-    this.#bounds(pos, len);
     const buf = Buffer.allocUnsafe(len);
+    await this.readInto(pos, buf);
+    return buf;
+  }
+
+  /** Fills `buf` with the slot's bytes from `pos` (a reused or shared buffer: no allocation). */
+  async readInto(pos: number, buf: Uint8Array): Promise<void> {
+    const len = buf.length;
+    this.#bounds(pos, len);
     let done = 0;
     while (done < len) {
       const { bytesRead } = await this.#fh.read(
@@ -82,7 +89,6 @@ export class SlotDevice {
         throw new FerryError('IO', `slot ${this.slot.name}: short read at ${pos + done}`);
       done += bytesRead;
     }
-    return buf;
   }
 
   async write(pos: number, data: Uint8Array): Promise<void> {

@@ -9,11 +9,22 @@ export interface ByteSource {
   /** A name for messages (path or URL). */
   readonly name: string;
   size(): Promise<number>;
-  /** Reads exactly `length` bytes at `offset`; BUNDLE_TRUNCATED if the source ends first. */
-  read(offset: number, length: number): Promise<Buffer>;
+  /**
+   * Reads exactly `length` bytes at `offset`; BUNDLE_TRUNCATED if the source ends first. With
+   * `into` (at least `length` bytes), the bytes land there and the result is a view of it.
+   */
+  read(offset: number, length: number, into?: Buffer): Promise<Buffer>;
   close(): Promise<void>;
   /** Bytes read so far (for measuring how much of a bundle a device pulled). */
   readonly bytesRead: number;
+}
+
+/** `length` bytes to read into: a view of `into` (a reused buffer), else a new buffer. */
+function bufferFor(length: number, into?: Buffer): Buffer {
+  if (!into) return Buffer.allocUnsafe(length);
+  if (into.length < length)
+    throw new FerryError('INTERNAL', `read of ${length} bytes into ${into.length}`);
+  return into.subarray(0, length);
 }
 
 /** A bundle file on local storage. */
@@ -35,8 +46,8 @@ export class FileSource implements ByteSource {
     return (await (await this.#fh()).stat()).size;
   }
 
-  async read(offset: number, length: number): Promise<Buffer> {
-    const buf = Buffer.allocUnsafe(length);
+  async read(offset: number, length: number, into?: Buffer): Promise<Buffer> {
+    const buf = bufferFor(length, into);
     const fh = await this.#fh();
     let done = 0;
     while (done < length) {
@@ -110,7 +121,7 @@ export class HttpRangeSource implements ByteSource {
     return this.#size;
   }
 
-  async read(offset: number, length: number): Promise<Buffer> {
+  async read(offset: number, length: number, into?: Buffer): Promise<Buffer> {
     const total = await this.size();
     if (offset + length > total)
       throw new FerryError(
@@ -118,7 +129,7 @@ export class HttpRangeSource implements ByteSource {
         `${this.name} is ${total} bytes, read to ${offset + length} asked`,
       );
     const res = await this.#get(`bytes=${offset}-${offset + length - 1}`);
-    const buf = Buffer.allocUnsafe(length);
+    const buf = bufferFor(length, into);
     let done = 0;
     let overrun = false;
     // Leaving the loop early cancels the body: a server streaming past the range is cut off.

@@ -12,6 +12,8 @@ import { FerryError } from './errors.ts';
 export const DEFAULT_CHUNK_ZSTD_LEVEL = 3;
 
 const ZSTD_MAGIC = 0xfd2fb528;
+/** Largest block a zstd frame may hold (RFC 8878 Block_Maximum_Size). */
+const ZSTD_BLOCK_MAX = 128 * 1024;
 const zstdCompressAsync = promisify(zstdCompress);
 
 /**
@@ -62,13 +64,23 @@ export async function compressChunkAsync(
   return zstdCompressAsync(data, zstdOptions(level, data.length));
 }
 
+/** A block of a zstd frame: its type (0 raw, 1 RLE, 2 compressed), payload offset and sizes. */
+export interface ZstdBlock {
+  type: 0 | 1 | 2;
+  /** Offset of the block's payload in the frame. */
+  start: number;
+  /** Bytes of payload in the frame (1 for an RLE block). */
+  length: number;
+  /** Bytes the block decodes to (raw and RLE; for compressed blocks, its compressed size). */
+  size: number;
+}
+
 /**
- * Walks the zstd frame structure (RFC 8878 section 3.1.1) without decompressing. Returns the
- * declared content size, or -1 if the header does not declare one. Throws CHUNK_CORRUPT unless
- * `buf` is exactly one zstd frame with no dictionary and nothing after it: that rule keeps one
- * chunk's compressed form free of smuggled bytes.
+ * Walks the zstd frame structure (RFC 8878 section 3.1.1) without decompressing: the declared
+ * content size (-1 if none) and the blocks. Throws CHUNK_CORRUPT unless `buf` is exactly one
+ * zstd frame with no dictionary and nothing after it.
  */
-export function inspectZstdFrame(buf: Uint8Array): number {
+export function zstdFrameLayout(buf: Uint8Array): { contentSize: number; blocks: ZstdBlock[] } {
   const corrupt = (why: string): never => {
     throw new FerryError('CHUNK_CORRUPT', `not a single zstd frame: ${why}`);
   };
@@ -88,17 +100,85 @@ export function inspectZstdFrame(buf: Uint8Array): number {
   else if (fcsBytes === 4) contentSize = view.getUint32(pos, true);
   else if (fcsBytes === 8) contentSize = Number(view.getBigUint64(pos, true));
   pos += fcsBytes;
+  const blocks: ZstdBlock[] = [];
   for (;;) {
     if (pos + 3 > buf.length) corrupt('truncated block header');
     const bh = buf[pos]! | (buf[pos + 1]! << 8) | (buf[pos + 2]! << 16);
     const type = (bh >> 1) & 3;
     if (type === 3) corrupt('reserved block type');
-    pos += 3 + (type === 1 ? 1 : bh >>> 3);
+    const size = bh >>> 3;
+    const length = type === 1 ? 1 : size;
+    blocks.push({ type: type as 0 | 1 | 2, start: pos + 3, length, size });
+    pos += 3 + length;
     if (bh & 1) break;
   }
   if (fhd & 0x04) pos += 4;
   if (pos !== buf.length) corrupt(pos > buf.length ? 'truncated' : 'bytes after the frame');
-  return contentSize;
+  return { contentSize, blocks };
+}
+
+/**
+ * Walks the zstd frame structure without decompressing. Returns the declared content size, or -1
+ * if the header does not declare one. Throws CHUNK_CORRUPT unless `buf` is exactly one zstd frame
+ * with no dictionary and nothing after it: that rule keeps one chunk's compressed form free of
+ * smuggled bytes.
+ */
+export function inspectZstdFrame(buf: Uint8Array): number {
+  return zstdFrameLayout(buf).contentSize;
+}
+
+/**
+ * Decodes one chunk straight into `out` at `at` (exactly `size` bytes) and verifies it there.
+ * Frames that zstd stored without compression (raw and RLE blocks only: already-compressed
+ * filesystem data) are copied block by block, with no decoder; others go through
+ * `decompressChunk`. Same checks and error codes as `decompressChunk`; on a throw, `out` may
+ * hold unverified bytes in [at, at + size) and must not be used.
+ *
+ * @example
+ * const out = Buffer.allocUnsafe(size);
+ * decompressChunkInto(id, frame, size, out, 0);
+ */
+export function decompressChunkInto(
+  id: string,
+  frame: Uint8Array,
+  size: number,
+  out: Buffer,
+  at: number,
+): void {
+  if (at < 0 || at + size > out.length)
+    throw new FerryError('INTERNAL', `no room for chunk ${id} at ${at} of ${out.length}`);
+  const { contentSize, blocks } = zstdFrameLayout(frame);
+  // Attack stopped: a frame declaring more than its chunk (decompression bomb).
+  if (contentSize > size)
+    throw new FerryError('CHUNK_CORRUPT', `chunk ${id} declares ${contentSize} bytes > ${size}`);
+  if (blocks.some((b) => b.type === 2)) {
+    const data = decompressChunk(id, frame, size);
+    if (data.length !== size)
+      throw new FerryError(
+        'CHUNK_HASH_MISMATCH',
+        `chunk ${id} is ${data.length} bytes, the index says ${size}`,
+      );
+    data.copy(out, at);
+    return;
+  }
+  let n = 0;
+  for (const b of blocks) {
+    // Bounded before any byte is copied: a stored frame never writes past its chunk.
+    if (b.size > ZSTD_BLOCK_MAX || n + b.size > size)
+      throw new FerryError('CHUNK_CORRUPT', `chunk ${id} decodes past ${size} bytes`);
+    if (b.type === 0) out.set(frame.subarray(b.start, b.start + b.size), at + n);
+    else out.fill(frame[b.start]!, at + n, at + n + b.size);
+    n += b.size;
+  }
+  if (contentSize >= 0 && n !== contentSize)
+    throw new FerryError('CHUNK_CORRUPT', `chunk ${id} decompresses to ${n} bytes`);
+  if (n !== size)
+    throw new FerryError(
+      'CHUNK_HASH_MISMATCH',
+      `chunk ${id} is ${n} bytes, the index says ${size}`,
+    );
+  const actual = chunkId(out.subarray(at, at + size));
+  if (actual !== id) throw new FerryError('CHUNK_HASH_MISMATCH', `chunk ${id} hashes to ${actual}`);
 }
 
 /**
