@@ -203,10 +203,10 @@ export const server: CommandSpec = {
     const root = str(ctx, 'trusted-root');
     const { password, generated } = await adminPassword(ctx);
     const dashboard = dashboardDir(ctx);
-    const database = await openDatabase(str(ctx, 'db') ?? 'ferry.db');
     const director = cluster.isWorker
       ? await workerDirector()
       : await directorKey(str(ctx, 'director-key'), await previousDirectorKeys(ctx));
+    const database = await openDatabase(str(ctx, 'db') ?? 'ferry.db');
     const srv = await createServer({
       database,
       logger,

@@ -7,10 +7,10 @@
  *
  * Parsed public keys are cached: a device id is the hash of its key, so the key cached for an
  * id can never be another one. Session keys that verified a request are cached too: each is a
- * function of the server secret, the device id and the session id. Whether the device may act (enrolled, accepted) is never
- * cached: the nonce-spending transaction reads it on every request, so a rejected or deleted
- * device is refused at once. Signatures are verified on libuv's thread pool, in parallel with
- * the event loop.
+ * function of the server secret, the device id and the session id. Whether the device may act
+ * (enrolled, accepted) is never cached: the nonce-spending transaction reads it on every
+ * request, so a rejected or deleted device is refused at once. Signatures are verified on
+ * libuv's thread pool, in parallel with the event loop.
  */
 import { createHash, createPublicKey, createSecretKey, verify, type KeyObject } from 'node:crypto';
 import type { Kysely } from 'kysely';

@@ -46,9 +46,10 @@ export function startCheckpointer(
     eval: true,
     workerData: { path, intervalMs: CHECKPOINT_INTERVAL_MS },
   });
-  w.unref();
   w.on('message', (m: { error?: string }) => m.error && onError(m.error));
   w.on('error', (e) => onError(String(e)));
+  // After the listeners: a 'message' listener refs the worker's port again.
+  w.unref();
   const exited = new Promise<void>((res) => w.once('exit', () => res()));
   return {
     stop() {
