@@ -2,14 +2,15 @@
  * `POST /api/v1/device/checkin` straight on node:http, ahead of Hono: the request every device
  * sends every poll interval skips the web `Request`/`Response` objects and the middleware
  * chain, which cost more than the check-in's own transaction. It keeps what the Hono route
- * has: the 64 KiB body cap, the same error mapping (http-errors.ts) and the same metrics. Every
- * other request, and a check-in with a query string or an absolute target, goes to Hono.
+ * has: the 64 KiB body cap, the one error mapping (http-errors.ts `errorAnswer`) and the same
+ * metrics. Every other request, and a check-in with a query string or an absolute target, goes
+ * to Hono.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { FerryError } from '@ferry/core';
 import { checkIn } from './checkin.ts';
 import type { ServerContext } from './context.ts';
-import { statusFor } from './http-errors.ts';
+import { errorAnswer } from './http-errors.ts';
 
 /** The route's path, and its label in the metrics (as Hono's routePath would give it). */
 export const CHECKIN_PATH = '/api/v1/device/checkin';
@@ -52,24 +53,8 @@ export function handleCheckin(
     });
   };
   const fail = (e: unknown) => {
-    if (e instanceof FerryError) {
-      const status = statusFor(e.code);
-      if (status >= 500)
-        ctx.logger.log('error', 'http.error', {
-          code: e.code,
-          message: e.message,
-          path: CHECKIN_PATH,
-        });
-      reply(status, { code: e.code, message: e.message });
-      return;
-    }
-    const err = e as Error;
-    ctx.logger.log('error', 'http.internal-error', {
-      path: CHECKIN_PATH,
-      message: err?.message,
-      stack: err?.stack,
-    });
-    reply(500, { code: 'INTERNAL', message: 'internal server error' });
+    const a = errorAnswer(e, ctx.logger, CHECKIN_PATH);
+    reply(a.status, a.body);
   };
   const tooLarge = () =>
     fail(new FerryError('SERVER_BODY_TOO_LARGE', `request body exceeds ${maxBody} bytes`));

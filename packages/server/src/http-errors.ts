@@ -37,24 +37,31 @@ export function statusFor(code: ErrorCode): ContentfulStatusCode {
   return HTTP_STATUS[code] ?? 400;
 }
 
+/**
+ * The status and body for an error thrown while serving `path`: a FerryError's code and
+ * message; anything else a generic internal error. Server-side failures (5xx) are logged,
+ * unexpected errors with their stack. Used by Hono's onError and by the check-in route.
+ */
+export function errorAnswer(
+  err: unknown,
+  logger: Logger,
+  path: string,
+): { status: ContentfulStatusCode; body: { code: string; message: string } } {
+  if (err instanceof FerryError) {
+    const status = statusFor(err.code);
+    if (status >= 500)
+      logger.log('error', 'http.error', { code: err.code, message: err.message, path });
+    return { status, body: { code: err.code, message: err.message } };
+  }
+  const e = err instanceof Error ? err : new Error(String(err));
+  logger.log('error', 'http.internal-error', { path, message: e.message, stack: e.stack });
+  return { status: 500, body: { code: 'INTERNAL', message: 'internal server error' } };
+}
+
 /** Hono's onError handler. */
 export function errorResponse(logger: Logger) {
   return (err: Error, c: Context): Response => {
-    if (err instanceof FerryError) {
-      const status = statusFor(err.code);
-      if (status >= 500)
-        logger.log('error', 'http.error', {
-          code: err.code,
-          message: err.message,
-          path: c.req.path,
-        });
-      return c.json({ code: err.code, message: err.message }, status);
-    }
-    logger.log('error', 'http.internal-error', {
-      path: c.req.path,
-      message: err.message,
-      stack: err.stack,
-    });
-    return c.json({ code: 'INTERNAL', message: 'internal server error' }, 500);
+    const a = errorAnswer(err, logger, c.req.path);
+    return c.json(a.body, a.status);
   };
 }
