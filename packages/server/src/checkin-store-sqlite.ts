@@ -54,7 +54,7 @@ class GroupCommit {
   readonly #h: SqliteHandle;
   #queue: Job[] = [];
   #scheduled = false;
-  /** Transactions and jobs committed (tests and metrics read them). */
+  /** Transactions and jobs committed (tests read them). */
   transactions = 0;
   jobs = 0;
 
@@ -88,26 +88,26 @@ class GroupCommit {
     const out: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }> = [];
     try {
       h.prepare(SQL.begin).run();
-    } catch (e) {
-      for (const j of jobs) j.reject(e);
-      return;
-    }
-    for (const j of jobs) {
-      h.prepare(SQL.savepoint).run();
-      try {
-        const r = j.fn();
-        if (!r.commit) h.prepare(SQL.rollbackTo).run();
-        out.push({ ok: true, value: r.value });
-      } catch (error) {
-        h.prepare(SQL.rollbackTo).run();
-        out.push({ ok: false, error });
+      for (const j of jobs) {
+        h.prepare(SQL.savepoint).run();
+        try {
+          const r = j.fn();
+          if (!r.commit) h.prepare(SQL.rollbackTo).run();
+          out.push({ ok: true, value: r.value });
+        } catch (error) {
+          h.prepare(SQL.rollbackTo).run();
+          out.push({ ok: false, error });
+        }
+        h.prepare(SQL.release).run();
       }
-      h.prepare(SQL.release).run();
-    }
-    try {
       h.prepare(SQL.commit).run();
     } catch (e) {
-      if (h.db.isTransaction) h.prepare(SQL.rollback).run();
+      // BEGIN, a savepoint statement or COMMIT failed: nothing of the group is kept.
+      try {
+        if (h.db.isTransaction) h.prepare(SQL.rollback).run();
+      } catch {
+        // the connection reports the failure to the next user
+      }
       for (const j of jobs) j.reject(e);
       return;
     }
