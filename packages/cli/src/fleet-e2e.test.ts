@@ -410,6 +410,13 @@ describe('the agent with a fleet server, further', () => {
           );
           const opened = fleet.server.context.metrics.render({});
           assert.match(opened, /route="\/api\/v1\/device\/session",status="200"} 1\n/);
+          // A session the server does not know (here: a wrong key) is refused once; the device
+          // opens a new session and the cycle goes on.
+          const stored = JSON.parse(await readFile(file, 'utf8')) as Record<string, string>;
+          await writeFile(file, JSON.stringify({ ...stored, key: '0'.repeat(64) }));
+          assert.equal((await cycle(d)).action, 'none');
+          const renewed = JSON.parse(await readFile(file, 'utf8')) as { sessionId: string };
+          assert.notEqual(renewed.sessionId, kept.sessionId);
         },
         { token: false },
       );
