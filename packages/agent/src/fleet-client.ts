@@ -160,7 +160,8 @@ export class FleetClient {
   /**
    * A request under the session (opened first when missing or about to expire); once more
    * under a new session if the server refuses this one (expired, or its key was rotated).
-   * A server without sessions (404) gets signed requests from then on.
+   * A server without sessions (404) gets a signed request instead (a client opened later
+   * asks for a session again).
    */
   async #call(path: string, value: unknown): Promise<{ body: unknown; nonce: string }> {
     if (!this.#sessionFile) return this.#post(path, value);
