@@ -6,7 +6,7 @@
  * so the next cycle reuses it. Every answer is size-capped and shape-checked before use; the
  * assignment inside a check-in answer is checked separately (fleet.ts, verifyAssignment).
  */
-import { createHash, createPublicKey, randomBytes, sign } from 'node:crypto';
+import { createHash, createPublicKey, sign } from 'node:crypto';
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import {
@@ -20,13 +20,8 @@ import {
   type ErrorCode,
   type PrivateKey,
 } from '@ferry/core';
-import {
-  DEVICE_HEADERS,
-  deviceSigningString,
-  type Inventory,
-  type ReportRequest,
-} from '@ferry/protocol';
-import { DeviceSession, ephemeralKey } from '@ferry/protocol/device-session';
+import { DEVICE_HEADERS, type Inventory, type ReportRequest } from '@ferry/protocol';
+import { DeviceSession, deviceRequestHeaders, ephemeralKey } from '@ferry/protocol/device-session';
 import type { ServerConfig } from './config.ts';
 
 /** Largest answer read from the server: a check-in answer is about 1 KiB. */
@@ -229,23 +224,9 @@ export class FleetClient {
 
   /** Headers of a request signed with the device key. */
   #signed(path: string, body: Buffer): Record<string, string> {
-    const nonce = randomBytes(16).toString('base64url');
-    const timestamp = Date.now();
-    const text = deviceSigningString({
-      method: 'POST',
-      path,
-      timestamp,
-      nonce,
-      bodySha256: createHash('sha256').update(body).digest('hex'),
-      deviceId: this.deviceId,
-    });
-    return {
-      'content-type': 'application/json',
-      [DEVICE_HEADERS.device]: this.deviceId,
-      [DEVICE_HEADERS.timestamp]: String(timestamp),
-      [DEVICE_HEADERS.nonce]: nonce,
-      [DEVICE_HEADERS.signature]: sign(null, Buffer.from(text), this.#key.key).toString('base64'),
-    };
+    return deviceRequestHeaders({ method: 'POST', path, body, deviceId: this.deviceId }, (text) =>
+      sign(null, Buffer.from(text), this.#key.key).toString('base64'),
+    );
   }
 
   async #post(

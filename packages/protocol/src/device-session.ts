@@ -194,24 +194,51 @@ export class DeviceSession {
     body: Uint8Array,
     opts: { timestamp?: number; nonce?: string } = {},
   ): Record<string, string> {
-    const timestamp = opts.timestamp ?? Date.now();
-    const nonce = opts.nonce ?? randomBytes(16).toString('base64url');
-    const text = deviceSigningString({
-      method,
-      path,
-      timestamp,
-      nonce,
-      bodySha256: createHash('sha256').update(body).digest('hex'),
-      deviceId: this.deviceId,
-      session: this.id,
-    });
-    return {
-      'content-type': 'application/json',
-      [DEVICE_HEADERS.device]: this.deviceId,
-      [DEVICE_HEADERS.timestamp]: String(timestamp),
-      [DEVICE_HEADERS.nonce]: nonce,
-      [DEVICE_HEADERS.session]: this.id,
-      [DEVICE_HEADERS.signature]: sessionMac(this.#hmacKey, text),
-    };
+    return deviceRequestHeaders(
+      { method, path, body, deviceId: this.deviceId, session: this.id, ...opts },
+      (text) => sessionMac(this.#hmacKey, text),
+    );
   }
+}
+
+/**
+ * The headers of one device request (a fresh nonce and the current time unless given), signed
+ * or MACed: `authenticate` turns the signing string into the `x-ferry-signature` value (an
+ * ed25519 signature in base64, or a session's MAC).
+ *
+ * @example
+ * const h = deviceRequestHeaders({ method: 'POST', path, body, deviceId },
+ *   (text) => sign(null, Buffer.from(text), key).toString('base64'));
+ */
+export function deviceRequestHeaders(
+  r: {
+    method: string;
+    path: string;
+    body: Uint8Array;
+    deviceId: string;
+    session?: string;
+    timestamp?: number;
+    nonce?: string;
+  },
+  authenticate: (signingString: string) => string,
+): Record<string, string> {
+  const timestamp = r.timestamp ?? Date.now();
+  const nonce = r.nonce ?? randomBytes(16).toString('base64url');
+  const text = deviceSigningString({
+    method: r.method,
+    path: r.path,
+    timestamp,
+    nonce,
+    bodySha256: createHash('sha256').update(r.body).digest('hex'),
+    deviceId: r.deviceId,
+    ...(r.session !== undefined ? { session: r.session } : {}),
+  });
+  return {
+    'content-type': 'application/json',
+    [DEVICE_HEADERS.device]: r.deviceId,
+    [DEVICE_HEADERS.timestamp]: String(timestamp),
+    [DEVICE_HEADERS.nonce]: nonce,
+    ...(r.session !== undefined ? { [DEVICE_HEADERS.session]: r.session } : {}),
+    [DEVICE_HEADERS.signature]: authenticate(text),
+  };
 }

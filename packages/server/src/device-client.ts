@@ -4,17 +4,16 @@
  * enrolment it works under a device session (protocol/device-session.ts) unless told not to.
  * Used by `ferry sim`, the benchmark and the tests; the agent has its own.
  */
-import { createHash, generateKeyPairSync, randomBytes, sign, type KeyObject } from 'node:crypto';
+import { generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
 import { FerryError, type ErrorCode } from '@ferry/core';
 import {
   DEVICE_HEADERS,
-  deviceSigningString,
   type CheckinResponse,
   type EnrolResponse,
   type Inventory,
   type ReportRequest,
 } from '@ferry/protocol';
-import { DeviceSession, ephemeralKey } from '@ferry/protocol/device-session';
+import { DeviceSession, deviceRequestHeaders, ephemeralKey } from '@ferry/protocol/device-session';
 import { deviceIdOf } from './devices.ts';
 
 /** What a signed request returns: the status and parsed JSON body. */
@@ -56,24 +55,10 @@ export class DeviceClient {
     path: string,
     body: Buffer,
     opts: { timestamp?: number; nonce?: string } = {},
-  ) {
-    const timestamp = opts.timestamp ?? Date.now();
-    const nonce = opts.nonce ?? randomBytes(16).toString('base64url');
-    const text = deviceSigningString({
-      method,
-      path,
-      timestamp,
-      nonce,
-      bodySha256: createHash('sha256').update(body).digest('hex'),
-      deviceId: this.id,
-    });
-    return {
-      'content-type': 'application/json',
-      [DEVICE_HEADERS.device]: this.id,
-      [DEVICE_HEADERS.timestamp]: String(timestamp),
-      [DEVICE_HEADERS.nonce]: nonce,
-      [DEVICE_HEADERS.signature]: sign(null, Buffer.from(text), this.privateKey).toString('base64'),
-    };
+  ): Record<string, string> {
+    return deviceRequestHeaders({ method, path, body, deviceId: this.id, ...opts }, (text) =>
+      sign(null, Buffer.from(text), this.privateKey).toString('base64'),
+    );
   }
 
   /** Opens a device session with a signed request (throws the server's FerryError). */
@@ -104,7 +89,7 @@ export class DeviceClient {
     return {
       status: res.status,
       body: (await res.json()) as T,
-      nonce: headers[DEVICE_HEADERS.nonce],
+      nonce: headers[DEVICE_HEADERS.nonce]!,
     };
   }
 
