@@ -9,7 +9,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { FerryError } from '@ferry/core';
 import { checkIn } from './checkin.ts';
-import type { ServerContext } from './context.ts';
+import { recordRequest, type ServerContext } from './context.ts';
 import { errorAnswer } from './http-errors.ts';
 
 /** The route's path, and its label in the metrics (as Hono's routePath would give it). */
@@ -39,17 +39,12 @@ export function handleCheckin(
       'content-length': Buffer.byteLength(body),
     });
     res.end(body);
-    const seconds = (performance.now() - t0) / 1000;
-    ctx.metrics.observe(CHECKIN_PATH, seconds);
-    ctx.metrics.inc('ferry_http_requests_total', 'HTTP requests by route and status', {
-      route: CHECKIN_PATH,
-      status: String(status),
-    });
-    ctx.logger.log('debug', 'http.request', {
+    recordRequest(ctx, {
       method: 'POST',
       path: CHECKIN_PATH,
+      route: CHECKIN_PATH,
       status,
-      ms: seconds * 1000,
+      seconds: (performance.now() - t0) / 1000,
     });
   };
   const fail = (e: unknown) => {

@@ -55,3 +55,24 @@ export function parseValue<S extends z.ZodType>(schema: S, value: unknown): z.in
   }
   return r.data;
 }
+
+/**
+ * Records one answered HTTP request: the latency histogram and request counter by route and
+ * status, and a debug log line. Hono's middleware and the check-in route both call it.
+ */
+export function recordRequest(
+  ctx: ServerContext,
+  r: { method: string; path: string; route: string; status: number; seconds: number },
+): void {
+  ctx.metrics.observe(r.route, r.seconds);
+  ctx.metrics.inc('ferry_http_requests_total', 'HTTP requests by route and status', {
+    route: r.route,
+    status: String(r.status),
+  });
+  ctx.logger.log('debug', 'http.request', {
+    method: r.method,
+    path: r.path,
+    status: r.status,
+    ms: r.seconds * 1000,
+  });
+}

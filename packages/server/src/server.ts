@@ -14,7 +14,7 @@ import { FerryError } from '@ferry/core';
 import { createUser } from './admin-auth.ts';
 import { adminRoutes } from './admin-routes.ts';
 import { RolloutCache } from './assign.ts';
-import type { ServerContext } from './context.ts';
+import { recordRequest, type ServerContext } from './context.ts';
 import type { Database } from './database.ts';
 import { handleCheckin } from './checkin-route.ts';
 import { DeviceAuthenticator } from './device-auth.ts';
@@ -77,18 +77,12 @@ function instrument(app: Hono, ctx: ServerContext): void {
   app.use(async (c, next) => {
     const t0 = performance.now();
     await next();
-    const s = (performance.now() - t0) / 1000;
-    const route = c.req.routePath || 'unmatched';
-    ctx.metrics.observe(route, s);
-    ctx.metrics.inc('ferry_http_requests_total', 'HTTP requests by route and status', {
-      route,
-      status: String(c.res.status),
-    });
-    ctx.logger.log('debug', 'http.request', {
+    recordRequest(ctx, {
       method: c.req.method,
       path: c.req.path,
+      route: c.req.routePath || 'unmatched',
       status: c.res.status,
-      ms: s * 1000,
+      seconds: (performance.now() - t0) / 1000,
     });
   });
 }
