@@ -131,6 +131,12 @@ export function refuse(kind: 'replay' | 'unknown'): never {
 
 const KEY_CACHE_MAX = 200_000;
 
+/** Adds to a key cache of at most KEY_CACHE_MAX entries, oldest first out (Map insertion order). */
+function remember(cache: Map<string, KeyObject>, id: string, key: KeyObject): void {
+  if (cache.size >= KEY_CACHE_MAX) cache.delete(cache.keys().next().value!);
+  cache.set(id, key);
+}
+
 /** How long a device session lasts unless the server is told otherwise: a day. */
 export const SESSION_TTL_MS = 24 * 60 * 60 * 1000;
 
@@ -174,11 +180,7 @@ export class DeviceAuthenticator {
         'device request MAC does not verify under its session',
       );
     // Only a key that verified a request is kept, so made-up session ids cannot evict them.
-    if (!cached) {
-      if (this.#sessionKeys.size >= KEY_CACHE_MAX)
-        this.#sessionKeys.delete(this.#sessionKeys.keys().next().value!);
-      this.#sessionKeys.set(id, key);
-    }
+    if (!cached) remember(this.#sessionKeys, id, key);
   }
 
   async #key(deviceId: string): Promise<KeyObject> {
@@ -187,9 +189,7 @@ export class DeviceAuthenticator {
     const hex = await this.#store.publicKey(deviceId);
     if (hex === undefined) throw new FerryError('DEVICE_AUTH_FAILED', 'unknown device');
     const key = publicKeyFromHex(hex);
-    // Oldest first out: a Map iterates in insertion order.
-    if (this.#keys.size >= KEY_CACHE_MAX) this.#keys.delete(this.#keys.keys().next().value!);
-    this.#keys.set(deviceId, key);
+    remember(this.#keys, deviceId, key);
     return key;
   }
 
