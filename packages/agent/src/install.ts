@@ -37,6 +37,7 @@ import { applyDeltaPack, deltaBases, type PackTarget } from './delta-install.ts'
 import { deviceSize, SlotDevice } from './slot-device.ts';
 import { indexPath, type StateStore } from './state.ts';
 import { ReadBackVerifier } from './install-verify.ts';
+import { Writeback } from './writeback.ts';
 
 export type InstallEvent =
   | {
@@ -445,6 +446,7 @@ async function writeTarget(
   const index = release.indexes.get(t.image)!;
   const dev = await SlotDevice.open(t.slot, 'r+');
   const running = new Set<Promise<void>>();
+  const writeback = new Writeback({ sync: () => dev.datasync(), slotName: t.slot.name });
   const check = new ReadBackVerifier({
     dev,
     slotName: t.slot.name,
@@ -511,6 +513,7 @@ async function writeTarget(
       try {
         const data = await load(u, held);
         if (data) await dev.write(u.offset, data);
+        if (data) await writeback.wrote(data.length);
       } finally {
         for (const slab of held) slabs.give(slab);
       }
@@ -542,11 +545,13 @@ async function writeTarget(
     await Promise.all(running);
     if (done !== index.imageSize)
       throw new FerryError('INTERNAL', `wrote ${done} of ${index.imageSize} bytes of ${t.image}`);
+    await writeback.drain();
     await dev.sync();
     faultPoint('written');
     await writeTree(dev, t, await check.finish());
   } finally {
     await Promise.allSettled(running); // never close the slot under a pending write
+    await writeback.drain().catch(() => undefined);
     await check.settle();
     await dev.close();
   }

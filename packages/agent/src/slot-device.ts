@@ -109,6 +109,11 @@ export class SlotDevice {
     await this.#fh.sync();
   }
 
+  /** Flushes written data (fdatasync), not metadata: the writeback behind an install. */
+  async datasync(): Promise<void> {
+    await this.#fh.datasync();
+  }
+
   async close(): Promise<void> {
     await this.#fh.close();
   }
