@@ -4,6 +4,7 @@
  * I/O and the order; the workers use the cores. One worker per core (at least one), each job to
  * the least busy worker, except a running digest, which stays on one worker to keep its order.
  */
+import { getCompileCacheDir } from 'node:module';
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { FerryError, type ErrorCode } from '@ferry/core';
@@ -38,8 +39,12 @@ export class ComputePool {
   #streams = 0;
 
   constructor(size = availableParallelism()) {
+    // A compile cache the process enabled by call reaches the workers only through their
+    // environment; with it a worker starts in about half the CPU time.
+    const cache = process.env.NODE_COMPILE_CACHE ? undefined : getCompileCacheDir();
+    const options = cache ? { env: { ...process.env, NODE_COMPILE_CACHE: cache } } : {};
     for (let i = 0; i < Math.max(1, size); i++) {
-      const w = new Worker(new URL('./compute-worker.ts', import.meta.url));
+      const w = new Worker(new URL('./compute-worker.ts', import.meta.url), options);
       w.on('message', (r: ComputeReply) => this.#settle(r));
       w.on('error', (e) => this.#failAll(e));
       this.#workers.push(w);
