@@ -1,14 +1,17 @@
 /**
  * Install benchmark: Ferry's device agent installing bundles into a file-backed device, in one run.
  *
- *   node bench/install.ts [--quick] [--size-mib N] [--runs N]
+ *   node bench/install.ts [--quick] [--size-mib N] [--runs N] [--image FILE] [--no-seeds]
+ *                         [--throttle-mbps N] [--cpu-prof DIR] [--json FILE]
  *
  * 1. Full install of a >= 1 GiB image against `dd` of the same image into the same partition
  *    (bs=4M, conv=notrunc,fsync), median of several runs, with wall and CPU seconds and Ferry's
  *    phases (from its install.progress events): open + plan, write (read bundle, decompress,
  *    verify, write, with the read-back of written regions running behind it), tail (fsync, then
- *    the rest of the read-back: SHA-256 and dm-verity), tree + commit. Twice: into the disk
- *    image file (page cache), then into a direct-I/O loop block device over slot B (root only).
+ *    the rest of the read-back: SHA-256 and dm-verity), tree + commit. Three times: into the
+ *    disk image file (page cache), into a direct-I/O loop block device over slot B (root only),
+ *    and into that device with its writes capped at --throttle-mbps (100 MB/s: eMMC/SD-class
+ *    storage; cgroup v1 blkio at the root group, so the kernel's writeback is capped too).
  * 2. Bytes read from the bundle for v1 -> v2 and v1 -> v3 of real Debian trees (`npm run
  *    bench:data`) when v1 sits in the other slot, per image format and compression.
  * 3. Peak RSS of `ferry install` (the CLI, a child process) installing the big image.
@@ -20,6 +23,7 @@
  */
 import { spawn } from 'node:child_process';
 import { mkdir, mkdtemp, open, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { enableCompileCache } from 'node:module';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -46,6 +50,8 @@ export interface InstallBenchOptions {
   image?: string;
   /** Skip the seed (v1 -> v2/v3) part. */
   noSeeds?: boolean;
+  /** Write cap of the storage-bound row in MB/s (default 100; 0 skips the row). */
+  throttleMBps?: number;
   /** Write a V8 CPU profile of the CLI install into this directory (perturbs its RSS and time). */
   cpuProfDir?: string;
   log?: (line: string) => void;
@@ -104,6 +110,8 @@ export interface InstallBenchResult extends TargetRow {
   pageCacheWarmed: true;
   /** The same runs into a direct-I/O loop device over the slot (root and losetup only). */
   loop?: TargetRow;
+  /** The loop device again with its writes capped (cgroup v1 blkio): storage-bound, as on a device. */
+  throttled?: TargetRow;
   cli?: { seconds: number; maxRssMiB: number; tool: string };
   seeds: SeedRow[];
 }
@@ -309,7 +317,8 @@ async function loopSlot(dev: DeviceFixture, p: { offset: number; size: number })
   const node = join(dev.root, 'dev', 'slot-b');
   const rdev = (await stat(loop)).rdev;
   const minor = (rdev & 0xff) | ((rdev >> 12) & 0xfff00);
-  await run('mknod', [node, 'b', String(Math.floor(rdev / 256) & 0xfff), String(minor)]);
+  const major = Math.floor(rdev / 256) & 0xfff;
+  await run('mknod', [node, 'b', String(major), String(minor)]);
   const config = await readFile(dev.configPath, 'utf8');
   const slotB = `[slot.rootfs.1]\ndevice = "/dev/disk.img"\noffset = ${p.offset}\n`;
   if (!config.includes(slotB)) throw new Error('unexpected system.toml layout for slot B');
@@ -322,7 +331,30 @@ async function loopSlot(dev: DeviceFixture, p: { offset: number; size: number })
     await rm(node, { force: true });
     await run('losetup', ['-d', loop]);
   };
-  return { loop, undo };
+  return { loop, undo, majMin: `${major}:${minor}` };
+}
+
+/** The cgroup v1 rule file that caps a block device's write rate for every writer. */
+const THROTTLE = '/sys/fs/cgroup/blkio/blkio.throttle.write_bps_device';
+
+/**
+ * Caps the writes of block device `majMin` at `bytesPerSecond` (cgroup v1 blkio, root group: it
+ * covers the kernel's writeback too), a storage-bound device's slot. Returns the undo, or a reason
+ * when this host has no such control.
+ */
+async function throttleWrites(
+  majMin: string,
+  bytesPerSecond: number,
+): Promise<{ undo: () => Promise<void> } | { skipped: string }> {
+  try {
+    await writeFile(THROTTLE, `${majMin} ${bytesPerSecond}\n`);
+  } catch (e) {
+    return { skipped: `no cgroup v1 blkio write throttle (${(e as Error).message})` };
+  }
+  const rules = await readFile(THROTTLE, 'utf8');
+  if (!rules.includes(`${majMin} ${bytesPerSecond}`))
+    return { skipped: `${THROTTLE} did not take the rule` };
+  return { undo: () => writeFile(THROTTLE, `${majMin} 0\n`) };
 }
 
 /** Part 1 and 3: dd against Ferry on the big image, then the CLI under /usr/bin/time. */
@@ -347,6 +379,7 @@ async function fullInstall(work: string, o: InstallBenchOptions, log: (l: string
   const inputs = { image, zst, bundle, root: dev.root };
   const page = await targetRuns('file (page cache)', inputs, file, runs, log);
   let loop: TargetRow | undefined;
+  let throttled: TargetRow | undefined;
   if (process.getuid?.() === 0 && haveTool('losetup') && haveTool('mknod')) {
     const l = await loopSlot(dev, target);
     try {
@@ -357,6 +390,21 @@ async function fullInstall(work: string, o: InstallBenchOptions, log: (l: string
         runs,
         log,
       );
+      const mbps = o.throttleMBps ?? 100;
+      const cap = mbps > 0 ? await throttleWrites(l.majMin, mbps * 1e6) : { skipped: 'off' };
+      if ('undo' in cap) {
+        try {
+          throttled = await targetRuns(
+            `loop device (direct I/O), writes capped at ${mbps} MB/s (eMMC/SD-class storage)`,
+            inputs,
+            { path: l.loop, offset: 0 },
+            runs,
+            log,
+          );
+        } finally {
+          await cap.undo();
+        }
+      } else log(`capped-storage row skipped: ${cap.skipped}`);
     } finally {
       await l.undo();
     }
@@ -372,6 +420,7 @@ async function fullInstall(work: string, o: InstallBenchOptions, log: (l: string
     pageCacheWarmed: true as const,
     ...page,
     ...(loop ? { loop } : {}),
+    ...(throttled ? { throttled } : {}),
     cli,
   };
 }
@@ -562,6 +611,7 @@ export function formatInstallBench(r: InstallBenchResult): string {
     `Full install vs dd (image ${r.image}, ${mb(r.imageBytes)} MB; bundle ${mb(r.bundleBytes)} MB, made in ${round(r.bundleSeconds, 1)} s; median of ${r.ddSeconds.length}; inputs read once before each run (page cache), sync before each run)`,
     formatTarget(r, r.imageBytes),
     ...(r.loop ? ['', formatTarget(r.loop, r.imageBytes)] : []),
+    ...(r.throttled ? ['', formatTarget(r.throttled, r.imageBytes)] : []),
   ];
   if (r.cli)
     out.push(
@@ -604,6 +654,8 @@ export function formatInstallBench(r: InstallBenchResult): string {
 }
 
 if (import.meta.main) {
+  // As under the ferry launcher: the install's workers start from Node's compile cache.
+  enableCompileCache();
   const { values } = parseArgs({
     options: {
       quick: { type: 'boolean' },
@@ -612,6 +664,7 @@ if (import.meta.main) {
       'no-seeds': { type: 'boolean' },
       image: { type: 'string' },
       'cpu-prof': { type: 'string' },
+      'throttle-mbps': { type: 'string' },
       json: { type: 'string' },
     },
   });
@@ -622,6 +675,7 @@ if (import.meta.main) {
     noSeeds: values['no-seeds'] ?? false,
     ...(values.image ? { image: values.image } : {}),
     ...(values['cpu-prof'] ? { cpuProfDir: values['cpu-prof'] } : {}),
+    ...(values['throttle-mbps'] ? { throttleMBps: Number(values['throttle-mbps']) } : {}),
     log: (line) => console.error(line),
   });
   console.log(formatInstallBench(r));
