@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { constants, zstdCompress, zstdCompressSync, zstdDecompressSync } from 'node:zlib';
 import { promisify } from 'node:util';
 import { FerryError } from './errors.ts';
+import { ZstdDecoder } from './zstd-decoder.ts';
 
 /** The zstd level Ferry compresses chunks with unless told otherwise. */
 export const DEFAULT_CHUNK_ZSTD_LEVEL = 3;
@@ -15,6 +16,8 @@ const ZSTD_MAGIC = 0xfd2fb528;
 /** Largest block a zstd frame may hold (RFC 8878 Block_Maximum_Size). */
 const ZSTD_BLOCK_MAX = 128 * 1024;
 const zstdCompressAsync = promisify(zstdCompress);
+/** This thread's reused zstd context for `decompressChunkInto` (made on first use). */
+let decoder: ZstdDecoder | undefined;
 
 /**
  * Lowercase hex SHA-256 of `data`: the id of a chunk.
@@ -130,8 +133,9 @@ export function inspectZstdFrame(buf: Uint8Array): number {
 /**
  * Decodes one chunk straight into `out` at `at` (exactly `size` bytes) and verifies it there.
  * Frames that zstd stored without compression (raw and RLE blocks only: already-compressed
- * filesystem data) are copied block by block, with no decoder; others go through
- * `decompressChunk`. Same checks and error codes as `decompressChunk`; on a throw, `out` may
+ * filesystem data) are copied block by block, with no decoder; others are decoded in place by
+ * this thread's reused zstd context (`ZstdDecoder`; `decompressChunk` and a copy where Node's
+ * zlib internals differ). Same checks and error codes as `decompressChunk`; on a throw, `out` may
  * hold unverified bytes in [at, at + size) and must not be used.
  *
  * @example
@@ -152,13 +156,23 @@ export function decompressChunkInto(
   if (contentSize > size)
     throw new FerryError('CHUNK_CORRUPT', `chunk ${id} declares ${contentSize} bytes > ${size}`);
   if (blocks.some((b) => b.type === 2)) {
-    const data = decompressChunk(id, frame, size);
-    if (data.length !== size)
-      throw new FerryError(
-        'CHUNK_HASH_MISMATCH',
-        `chunk ${id} is ${data.length} bytes, the index says ${size}`,
-      );
-    data.copy(out, at);
+    decoder = decoder?.broken === false ? decoder : ZstdDecoder.create();
+    if (!decoder) {
+      const data = decompressChunk(id, frame, size);
+      if (data.length !== size)
+        throw new FerryError(
+          'CHUNK_HASH_MISMATCH',
+          `chunk ${id} is ${data.length} bytes, the index says ${size}`,
+        );
+      data.copy(out, at);
+      return;
+    }
+    decoder.decode(id, frame, size, out, at);
+    if (contentSize >= 0 && contentSize !== size)
+      throw new FerryError('CHUNK_CORRUPT', `chunk ${id} decompresses to ${size} bytes`);
+    const actual = chunkId(out.subarray(at, at + size));
+    if (actual !== id)
+      throw new FerryError('CHUNK_HASH_MISMATCH', `chunk ${id} hashes to ${actual}`);
     return;
   }
   let n = 0;
