@@ -1,7 +1,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { imageLikeBytes, needs, tempDir } from '@ferry/testing';
 import { COMMANDS } from './commands.ts';
@@ -38,6 +38,22 @@ describe('ferry CLI', () => {
         cliReference(COMMANDS),
         'run npm run docs:cli',
       );
+    });
+  });
+
+  describe('when started by its launcher', () => {
+    it("keeps Node's compile cache under TMPDIR unless told otherwise", async () => {
+      const tmp = join(dir, 'launcher-tmp');
+      await mkdir(tmp);
+      const env: NodeJS.ProcessEnv = { ...process.env, TMPDIR: tmp };
+      delete env.NODE_COMPILE_CACHE;
+      const start = (extra: Record<string, string>) =>
+        spawnSync(bin, ['--help'], { env: { ...env, ...extra }, encoding: 'utf8' }).status;
+      assert.equal(start({ NODE_DISABLE_COMPILE_CACHE: '1' }), 0);
+      assert.deepEqual(await readdir(tmp), [], 'nothing is cached when the cache is off');
+      assert.equal(start({}), 0);
+      const cached = await readdir(join(tmp, 'ferry-node-compile-cache'), { recursive: true });
+      assert.ok(cached.length > 1, `cache entries: ${cached.join(', ')}`);
     });
   });
 
