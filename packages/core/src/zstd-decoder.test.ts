@@ -86,6 +86,27 @@ describe('ZstdDecoder', () => {
       assert.throws(() => decoder().decode('c', cut, data.length, out, 0), code('CHUNK_CORRUPT'));
     });
   });
+
+  describe('when a frame asks for a window over 16 MiB', () => {
+    /** A frame of one raw block whose header asks for a window of 2^log bytes. */
+    const windowed = (log: number, bytes: Buffer) =>
+      Buffer.concat([
+        Buffer.of(0x28, 0xb5, 0x2f, 0xfd, 0x00, (log - 10) << 3),
+        Buffer.of(((bytes.length << 3) | 1) & 0xff, (bytes.length << 3) >> 8, 0),
+        bytes,
+      ]);
+    it('refuses it with CHUNK_CORRUPT, even after the context decoded other frames', () => {
+      const bytes = Buffer.from('window');
+      const d = decoder();
+      const out = Buffer.alloc(bytes.length);
+      d.decode('c', windowed(24, bytes), bytes.length, out, 0);
+      assert.ok(out.equals(bytes), 'a 16 MiB window is a valid chunk frame');
+      assert.throws(
+        () => d.decode('c', windowed(27, bytes), bytes.length, out, 0),
+        code('CHUNK_CORRUPT'),
+      );
+    });
+  });
 });
 
 describe('decompressChunkInto with compressed frames', () => {

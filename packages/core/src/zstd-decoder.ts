@@ -11,11 +11,19 @@
  * as expected, and callers fall back to `zstdDecompressSync`.
  *
  * Invariant: `decode` never writes outside [at, at + size) of `out`, and returns only when the
- * frame decoded to exactly `size` bytes with no error and no byte left over; after any error
- * the context is dropped, never reused.
+ * frame decoded to exactly `size` bytes with no error and no byte left over, which leaves the
+ * context between frames: the next frame starts clean without a reset (a reset would also drop
+ * the window limit). After any failure the context is closed, never reused.
  */
 import { constants, createZstdDecompress } from 'node:zlib';
 import { FerryError } from './errors.ts';
+
+/**
+ * Largest window a frame may ask for: 16 MiB, the largest chunk (`validateChunkerParams`). Any
+ * frame of a valid chunk fits; a forged one asking for more is refused instead of making the
+ * reused context hold up to 128 MiB (zstd's default limit) for the rest of the install.
+ */
+const WINDOW_LOG_MAX = 24;
 
 interface NativeZstd {
   writeSync(
@@ -27,7 +35,6 @@ interface NativeZstd {
     outOffset: number,
     outLength: number,
   ): void;
-  reset(): void;
   close(): void;
   onerror: (message: string, errno: number, code?: string) => void;
 }
@@ -51,7 +58,9 @@ export class ZstdDecoder {
 
   /** A decoder, or undefined when this Node's zlib internals are not the expected ones. */
   static create(): ZstdDecoder | undefined {
-    const stream = createZstdDecompress() as unknown as {
+    const stream = createZstdDecompress({
+      params: { [constants.ZSTD_d_windowLogMax]: WINDOW_LOG_MAX },
+    }) as unknown as {
       _handle?: Partial<NativeZstd>;
       _writeState?: unknown;
     };
@@ -59,7 +68,7 @@ export class ZstdDecoder {
     const state = stream._writeState;
     if (
       typeof h?.writeSync !== 'function' ||
-      typeof h.reset !== 'function' ||
+      typeof h.close !== 'function' ||
       !(state instanceof Uint32Array) ||
       state.length < 2
     )
@@ -79,20 +88,25 @@ export class ZstdDecoder {
    */
   decode(id: string, frame: Uint8Array, size: number, out: Uint8Array, at: number): void {
     if (this.#broken) throw new FerryError('INTERNAL', 'zstd decoder used after an error');
-    this.#error = undefined;
-    this.#handle.reset();
-    this.#write(id, frame, 0, frame.length, out, at, size);
-    const produced = size - this.#state[0]!;
-    const inputLeft = this.#state[1]!;
-    // Anything more, input not taken or output still held by the decoder, is past the chunk.
-    this.#write(id, frame, frame.length - inputLeft, inputLeft, this.#spare, 0, 1);
-    if (this.#state[0] === 0 || this.#state[1] !== 0)
-      throw new FerryError('CHUNK_CORRUPT', `chunk ${id} decodes past ${size} bytes`);
-    if (produced !== size)
-      throw new FerryError(
-        'CHUNK_HASH_MISMATCH',
-        `chunk ${id} is ${produced} bytes, the index says ${size}`,
-      );
+    try {
+      this.#write(id, frame, 0, frame.length, out, at, size);
+      const produced = size - this.#state[0]!;
+      const inputLeft = this.#state[1]!;
+      // Anything more, input not taken or output still held by the decoder, is past the chunk.
+      this.#write(id, frame, frame.length - inputLeft, inputLeft, this.#spare, 0, 1);
+      if (this.#state[0] === 0 || this.#state[1] !== 0)
+        throw new FerryError('CHUNK_CORRUPT', `chunk ${id} decodes past ${size} bytes`);
+      if (produced !== size)
+        throw new FerryError(
+          'CHUNK_HASH_MISMATCH',
+          `chunk ${id} is ${produced} bytes, the index says ${size}`,
+        );
+    } catch (e) {
+      // The context may be inside a frame now: it is never used again.
+      this.#broken = true;
+      this.#handle.close();
+      throw e;
+    }
   }
 
   #write(
@@ -104,6 +118,7 @@ export class ZstdDecoder {
     outOffset: number,
     outLength: number,
   ): void {
+    this.#error = undefined;
     this.#handle.writeSync(
       constants.ZSTD_e_end,
       input,
@@ -113,10 +128,7 @@ export class ZstdDecoder {
       outOffset,
       outLength,
     );
-    if (this.#error !== undefined) {
-      this.#broken = true;
-      this.#handle.close();
+    if (this.#error !== undefined)
       throw new FerryError('CHUNK_CORRUPT', `chunk ${id} does not decompress (${this.#error})`);
-    }
   }
 }
