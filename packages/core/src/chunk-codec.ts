@@ -16,8 +16,8 @@ const ZSTD_MAGIC = 0xfd2fb528;
 /** Largest block a zstd frame may hold (RFC 8878 Block_Maximum_Size). */
 const ZSTD_BLOCK_MAX = 128 * 1024;
 const zstdCompressAsync = promisify(zstdCompress);
-/** This thread's reused zstd context for `decompressChunkInto` (made on first use). */
-let decoder: ZstdDecoder | undefined;
+/** This thread's reused zstd context for `decompressChunkInto` (made on first use; null: none). */
+let decoder: ZstdDecoder | null | undefined;
 
 /**
  * Lowercase hex SHA-256 of `data`: the id of a chunk.
@@ -156,7 +156,7 @@ export function decompressChunkInto(
   if (contentSize > size)
     throw new FerryError('CHUNK_CORRUPT', `chunk ${id} declares ${contentSize} bytes > ${size}`);
   if (blocks.some((b) => b.type === 2)) {
-    decoder = decoder?.broken === false ? decoder : ZstdDecoder.create();
+    if (decoder === undefined || decoder?.broken) decoder = ZstdDecoder.create() ?? null;
     if (!decoder) {
       const data = decompressChunk(id, frame, size);
       if (data.length !== size)
