@@ -128,7 +128,9 @@ export class ZstdDecoder {
       outOffset,
       outLength,
     );
-    if (this.#error !== undefined)
-      throw new FerryError('CHUNK_CORRUPT', `chunk ${id} does not decompress (${this.#error})`);
+    // Set by onerror during the call, which the compiler cannot see.
+    const error = this.#error as string | undefined;
+    if (error !== undefined)
+      throw new FerryError('CHUNK_CORRUPT', `chunk ${id} does not decompress (${error})`);
   }
 }
