@@ -655,7 +655,7 @@ export function formatInstallBench(r: InstallBenchResult): string {
 
 if (import.meta.main) {
   // As under the ferry launcher: the install's workers start from Node's compile cache.
-  enableCompileCache();
+  enableCompileCache(process.env.NODE_COMPILE_CACHE ?? join(REPO, '.cache', 'node-compile-cache'));
   const { values } = parseArgs({
     options: {
       quick: { type: 'boolean' },

@@ -42,18 +42,21 @@ describe('ferry CLI', () => {
   });
 
   describe('when started by its launcher', () => {
-    it("keeps Node's compile cache under TMPDIR unless told otherwise", async () => {
-      const tmp = join(dir, 'launcher-tmp');
-      await mkdir(tmp);
-      const env: NodeJS.ProcessEnv = { ...process.env, TMPDIR: tmp };
+    it("keeps Node's compile cache in the checkout, or where NODE_COMPILE_CACHE says", async () => {
+      const env: NodeJS.ProcessEnv = { ...process.env };
       delete env.NODE_COMPILE_CACHE;
+      delete env.NODE_DISABLE_COMPILE_CACHE;
       const start = (extra: Record<string, string>) =>
         spawnSync(bin, ['--help'], { env: { ...env, ...extra }, encoding: 'utf8' }).status;
-      assert.equal(start({ NODE_DISABLE_COMPILE_CACHE: '1' }), 0);
-      assert.deepEqual(await readdir(tmp), [], 'nothing is cached when the cache is off');
+      const entries = (d: string) => readdir(d, { recursive: true }).catch(() => []);
+      const chosen = join(dir, 'compile-cache');
+      assert.equal(start({ NODE_COMPILE_CACHE: chosen, NODE_DISABLE_COMPILE_CACHE: '1' }), 0);
+      assert.deepEqual(await entries(chosen), [], 'nothing is cached when the cache is off');
+      assert.equal(start({ NODE_COMPILE_CACHE: chosen }), 0);
+      assert.ok((await entries(chosen)).length > 1, 'entries where NODE_COMPILE_CACHE says');
       assert.equal(start({}), 0);
-      const cached = await readdir(join(tmp, 'ferry-node-compile-cache'), { recursive: true });
-      assert.ok(cached.length > 1, `cache entries: ${cached.join(', ')}`);
+      const own = await entries(join(repo, '.cache', 'node-compile-cache'));
+      assert.ok(own.length > 1, 'by default, entries in the checkout');
     });
   });
 
