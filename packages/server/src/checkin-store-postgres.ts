@@ -7,7 +7,14 @@
 import type pg from 'pg';
 import type { DeviceStatus } from '@ferry/protocol';
 import type { DeviceTable } from './db-schema.ts';
-import type { CheckinStore, InventoryColumns, NonceSpend, OpenRollout } from './checkin-store.ts';
+import {
+  INVENTORY_COLUMNS,
+  inventoryValues,
+  type CheckinStore,
+  type InventoryColumns,
+  type NonceSpend,
+  type OpenRollout,
+} from './checkin-store.ts';
 
 const NONCE = `n AS (
   INSERT INTO request_nonces (device_id, nonce, expires_at)
@@ -15,11 +22,11 @@ const NONCE = `n AS (
   ON CONFLICT DO NOTHING RETURNING 1)`;
 
 const CHECKIN = `WITH ${NONCE}, d AS (
-  UPDATE devices SET compatible = $4, hardware_id = $5, agent_version = $6, booted_slot = $7,
-    release = $8, release_counter = $9, slots = $10, attributes = $11, last_seen = $12
+  UPDATE devices SET ${INVENTORY_COLUMNS.map((c, i) => `${c} = $${i + 4}`).join(', ')},
+    last_seen = $${INVENTORY_COLUMNS.length + 4}
   WHERE id = $1 AND EXISTS (SELECT 1 FROM n) RETURNING *)
 SELECT EXISTS (SELECT 1 FROM devices WHERE id = $1) AS known, d.*,
-  CASE WHEN $13::boolean THEN (
+  CASE WHEN $${INVENTORY_COLUMNS.length + 5}::boolean THEN (
     SELECT coalesce(json_agg(json_build_object('rollout_id', rollout_id, 'state', state)), '[]')
     FROM rollout_devices WHERE device_id = $1 AND final = 0) END AS open
 FROM (SELECT 1) one LEFT JOIN d ON true`;
@@ -45,21 +52,7 @@ export function postgresCheckinStore(pool: pg.Pool): CheckinStore {
       const r = await pool.query<CheckinRow>({
         name: 'ferry_checkin',
         text: CHECKIN,
-        values: [
-          n.deviceId,
-          n.nonce,
-          n.expiresAt,
-          inv.compatible,
-          inv.hardware_id,
-          inv.agent_version,
-          inv.booted_slot,
-          inv.release,
-          inv.release_counter,
-          inv.slots,
-          inv.attributes,
-          now,
-          withOpen,
-        ],
+        values: [n.deviceId, n.nonce, n.expiresAt, ...inventoryValues(inv), now, withOpen],
       });
       const row = r.rows[0];
       if (!row?.known) return { kind: 'unknown' };

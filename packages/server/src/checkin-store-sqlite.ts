@@ -8,13 +8,15 @@
 import type { DeviceStatus } from '@ferry/protocol';
 import type { DeviceTable } from './db-schema.ts';
 import type { SqliteHandle } from './database-sqlite.ts';
-import type {
-  CheckinOutcome,
-  CheckinStore,
-  InventoryColumns,
-  NonceSpend,
-  OpenRollout,
-  SpendOutcome,
+import {
+  INVENTORY_COLUMNS,
+  inventoryValues,
+  type CheckinOutcome,
+  type CheckinStore,
+  type InventoryColumns,
+  type NonceSpend,
+  type OpenRollout,
+  type SpendOutcome,
 } from './checkin-store.ts';
 
 const SQL = {
@@ -28,9 +30,7 @@ const SQL = {
   status: 'SELECT status FROM devices WHERE id = ?',
   nonce:
     'INSERT INTO request_nonces (device_id, nonce, expires_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING',
-  update:
-    'UPDATE devices SET compatible = ?, hardware_id = ?, agent_version = ?, booted_slot = ?, ' +
-    'release = ?, release_counter = ?, slots = ?, attributes = ?, last_seen = ? WHERE id = ? RETURNING *',
+  update: `UPDATE devices SET ${INVENTORY_COLUMNS.map((c) => `${c} = ?`).join(', ')}, last_seen = ? WHERE id = ? RETURNING *`,
   open: 'SELECT rollout_id, state FROM rollout_devices WHERE device_id = ? AND final = 0',
 };
 
@@ -136,20 +136,8 @@ export function sqliteCheckinStore(h: SqliteHandle): CheckinStore & { group: Gro
     checkin(n: NonceSpend, inv: InventoryColumns, now: number, withOpen: boolean) {
       return group.run<CheckinOutcome>(() => {
         if (!spendNonce(n)) return { commit: false, value: { kind: 'replay' } };
-        const device = h
-          .prepare(SQL.update)
-          .get(
-            inv.compatible,
-            inv.hardware_id,
-            inv.agent_version,
-            inv.booted_slot,
-            inv.release,
-            inv.release_counter,
-            inv.slots,
-            inv.attributes,
-            now,
-            n.deviceId,
-          ) as DeviceTable | undefined;
+        const device = h.prepare(SQL.update).get(...inventoryValues(inv), now, n.deviceId) as
+          DeviceTable | undefined;
         if (!device) return { commit: false, value: { kind: 'unknown' } };
         const open = withOpen
           ? (h.prepare(SQL.open).all(n.deviceId) as unknown as OpenRollout[])

@@ -26,6 +26,23 @@ export interface InventoryColumns {
   attributes: string;
 }
 
+/** The inventory columns in the order both stores bind them: one list for SQL and values. */
+export const INVENTORY_COLUMNS = [
+  'compatible',
+  'hardware_id',
+  'agent_version',
+  'booted_slot',
+  'release',
+  'release_counter',
+  'slots',
+  'attributes',
+] as const satisfies ReadonlyArray<keyof InventoryColumns>;
+
+/** `inv`'s values in `INVENTORY_COLUMNS` order, to bind after the SET list that names them. */
+export function inventoryValues(inv: InventoryColumns): Array<string | number | null> {
+  return INVENTORY_COLUMNS.map((c) => inv[c]);
+}
+
 /** A rollout the device has not finished. */
 export interface OpenRollout {
   rollout_id: string;
