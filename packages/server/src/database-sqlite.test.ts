@@ -14,6 +14,19 @@ import { inventory } from './test-harness.ts';
 const dir = mkdtempSync(join(tmpdir(), 'ferry-sqlite-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
+/** An accepted device row with the test inventory. */
+const deviceRow = (id: string, publicKey: string) => ({
+  id,
+  public_key: publicKey,
+  status: 'accepted' as const,
+  ...inventoryColumns(inventory()),
+  tags: '[]',
+  channel: 'stable',
+  bucket: 1,
+  last_seen: 0,
+  created_at: 0,
+});
+
 describe('SqliteHandle', () => {
   describe('when a Kysely transaction is open and rolls back', () => {
     it('runs the hot path only after it ends, outside it', async () => {
@@ -35,20 +48,7 @@ describe('SqliteHandle', () => {
         await checkin;
         // The device is unknown, so spend stores nothing; it ran after the transaction.
         assert.deepEqual(order, ['tx-end', 'spend:unknown']);
-        await database.db
-          .insertInto('devices')
-          .values({
-            id: n.deviceId,
-            public_key: 'k',
-            status: 'accepted',
-            ...inventoryColumns(inventory()),
-            tags: '[]',
-            channel: 'stable',
-            bucket: 1,
-            last_seen: 0,
-            created_at: 0,
-          })
-          .execute();
+        await database.db.insertInto('devices').values(deviceRow(n.deviceId, 'k')).execute();
         const first = await database.checkins.checkin(n, inventoryColumns(inventory()), 1, true);
         assert.equal(first.kind, 'recorded');
         const again = await database.checkins.checkin(n, inventoryColumns(inventory()), 2, true);
@@ -63,17 +63,7 @@ describe('SqliteHandle', () => {
     it('commits them in one transaction, and a replay, an unknown device or a failure only rolls back itself', async () => {
       const database = await openDatabase(join(dir, 'group.db'));
       try {
-        const device = (i: number) => ({
-          id: String(i).padStart(32, '0'),
-          public_key: `k${i}`,
-          status: 'accepted' as const,
-          ...inventoryColumns(inventory()),
-          tags: '[]',
-          channel: 'stable',
-          bucket: 1,
-          last_seen: 0,
-          created_at: 0,
-        });
+        const device = (i: number) => deviceRow(String(i).padStart(32, '0'), `k${i}`);
         await database.db.insertInto('devices').values([1, 2, 3, 4].map(device)).execute();
         const store = database.checkins as typeof database.checkins & {
           group: { transactions: number; jobs: number };
