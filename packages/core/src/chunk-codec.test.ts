@@ -85,21 +85,24 @@ describe('decompressChunkInto', () => {
       );
     });
   });
-  describe('when the stored bytes do not hash to the id', () => {
-    it('throws CHUNK_HASH_MISMATCH', () => {
-      const data = randomBytes(70 * 1024);
-      assert.throws(
-        () =>
-          decompressChunkInto(
-            chunkId(Buffer.from('other')),
-            compressChunk(data),
-            data.length,
-            Buffer.alloc(data.length),
-            0,
-          ),
-        code('CHUNK_HASH_MISMATCH'),
-      );
-    });
+  describe('when the decoded bytes do not hash to the id', () => {
+    for (const [kind, data] of [
+      ['stored raw', randomBytes(70 * 1024)],
+      ['compressed', Buffer.from('compressible '.repeat(3000))],
+    ] as const)
+      it(`throws CHUNK_HASH_MISMATCH (${kind})`, () => {
+        assert.throws(
+          () =>
+            decompressChunkInto(
+              chunkId(Buffer.from('other')),
+              compressChunk(data),
+              data.length,
+              Buffer.alloc(data.length),
+              0,
+            ),
+          code('CHUNK_HASH_MISMATCH'),
+        );
+      });
   });
   describe('when the buffer has no room for the chunk', () => {
     it('throws INTERNAL before decoding', () => {

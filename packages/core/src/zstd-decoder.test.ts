@@ -126,21 +126,4 @@ describe('decompressChunkInto with compressed frames', () => {
       assert.ok(out.equals(data));
     });
   });
-
-  describe('when the decoded bytes do not hash to the id', () => {
-    it('throws CHUNK_HASH_MISMATCH', () => {
-      const data = sample(30_000, 9);
-      assert.throws(
-        () =>
-          decompressChunkInto(
-            chunkId(Buffer.from('other')),
-            compressChunk(data),
-            data.length,
-            Buffer.alloc(data.length),
-            0,
-          ),
-        code('CHUNK_HASH_MISMATCH'),
-      );
-    });
-  });
 });
