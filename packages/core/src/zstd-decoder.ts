@@ -25,16 +25,18 @@ import { FerryError } from './errors.ts';
  */
 const WINDOW_LOG_MAX = 24;
 
+/** One decoding step: input bytes to read and room to write. */
+type WriteArgs = [
+  input: Uint8Array,
+  inOffset: number,
+  inLength: number,
+  out: Uint8Array,
+  outOffset: number,
+  outLength: number,
+];
+
 interface NativeZstd {
-  writeSync(
-    flush: number,
-    input: Uint8Array,
-    inOffset: number,
-    inLength: number,
-    out: Uint8Array,
-    outOffset: number,
-    outLength: number,
-  ): void;
+  writeSync(flush: number, ...args: WriteArgs): void;
   close(): void;
   onerror: (message: string, errno: number, code?: string) => void;
 }
@@ -109,25 +111,9 @@ export class ZstdDecoder {
     }
   }
 
-  #write(
-    id: string,
-    input: Uint8Array,
-    inOffset: number,
-    inLength: number,
-    out: Uint8Array,
-    outOffset: number,
-    outLength: number,
-  ): void {
+  #write(id: string, ...args: WriteArgs): void {
     this.#error = undefined;
-    this.#handle.writeSync(
-      constants.ZSTD_e_end,
-      input,
-      inOffset,
-      inLength,
-      out,
-      outOffset,
-      outLength,
-    );
+    this.#handle.writeSync(constants.ZSTD_e_end, ...args);
     // Set by onerror during the call, which the compiler cannot see.
     const error = this.#error as string | undefined;
     if (error !== undefined)
